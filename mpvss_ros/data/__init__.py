@@ -1,0 +1,1 @@
+"""Cityscapes-style sequences: reading, writing and procedural generation."""

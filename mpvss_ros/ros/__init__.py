@@ -1,0 +1,1 @@
+"""ROS 2 layer: the only package that imports rclpy."""

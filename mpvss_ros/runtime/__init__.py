@@ -1,0 +1,1 @@
+"""Inference runtime without ROS: runners, key-frame schedule, VideoSegmenter."""

@@ -1,0 +1,20 @@
+# Source this (bash) after tools/bootstrap: the environment the ROS 2 wheels and our colcon
+# build need. Safe under `set -u`, unlike colcon's setup.bash.
+_MPVSS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_MPVSS_VENV="${MPVSS_VENV:-$HOME/.cache/mpvss_ros/venv}"
+_MPVSS_INSTALL="$_MPVSS_ROOT/.colcon/install"
+_MPVSS_SITE="$_MPVSS_INSTALL/lib/python3.11/site-packages"
+export VIRTUAL_ENV="$_MPVSS_VENV"
+export PATH="$_MPVSS_VENV/bin:$PATH"
+# The wheels install share/ and the ament index under the venv prefix; nothing else sets these.
+export AMENT_PREFIX_PATH="$_MPVSS_INSTALL:$_MPVSS_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$_MPVSS_INSTALL:$_MPVSS_VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$_MPVSS_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Generated message modules (mpvss_ros.msg) live in the colcon install; mpvss_ros/__init__.py
+# merges that directory into the package path.
+export PYTHONPATH="$_MPVSS_ROOT:$_MPVSS_SITE${PYTHONPATH:+:$PYTHONPATH}"
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# Large images over Fast DDS: without this, best-effort 1024x2048 frames are lost entirely.
+export FASTDDS_BUILTIN_TRANSPORTS="${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}"
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
+export TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
