@@ -1,0 +1,42 @@
+"""Resizing between camera resolution and the model's fixed input size.
+
+One function for every path (node, offline evaluation, benchmarks) so that the same frame
+always gives the same model input: results over DDS then equal offline results.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (size[0], size[1], 3); area filter when shrinking (no aliasing)."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = image.shape[0] > h or image.shape[1] > w
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image to (height, width)."""
+    if labels.shape[:2] == tuple(size):
+        return labels
+    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map (confidence, class probability) to (height, width)."""
+    if values.shape[:2] == tuple(size):
+        return values
+    return cv2.resize(values, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def check_rgb_image(image: np.ndarray) -> None:
+    """Raise ValueError unless image is a non-empty (H, W, 3) uint8 array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got shape {shape} dtype {dtype}")
