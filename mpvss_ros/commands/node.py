@@ -1,12 +1,34 @@
-"""`mpvss node` (not implemented yet)."""
+"""`mpvss node [--params FILE] [--ros-args ...]`: run the segmentation node and take it to Active.
+
+What `ros2 launch mpvss_ros segment.launch.py` does, for machines without `ros2 launch`:
+the node configures and activates itself. Everything from `--ros-args` on goes to rclpy
+(remaps, `-p name:=value`, `--params-file`, `-r __ns:=/robot`, ...).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from mpvss_ros.cli import CommandError
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--params", metavar="FILE",
+                        help="ROS 2 parameter file (e.g. config/segment.yaml); same as "
+                        "--ros-args --params-file FILE")
+    parser.add_argument("--no-activate", action="store_true",
+                        help="only spin the lifecycle node (transitions come from outside)")
+    parser.epilog = "ROS arguments: add them after --ros-args, e.g. --ros-args -r image:=/camera/image_raw"
 
 
 def run(args) -> int:
-    raise CommandError("not implemented yet")
+    ros_args = list(getattr(args, "ros_args", []) or [])
+    if args.params:
+        path = Path(args.params)
+        if not path.is_file():
+            raise CommandError(f"parameter file not found: {path}")
+        if not ros_args:
+            ros_args = ["--ros-args"]
+        ros_args += ["--params-file", str(path)]
+    from mpvss_ros.ros.node import run as run_node
+
+    return run_node(["mpvss_node"] + ros_args, autostart=not args.no_activate)

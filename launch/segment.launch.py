@@ -1,0 +1,75 @@
+"""Launch the mpvss_segmenter lifecycle node and (by default) take it to Active.
+
+    ros2 launch mpvss_ros segment.launch.py image:=/camera/image_raw
+    ros2 launch mpvss_ros segment.launch.py namespace:=robot1 params_file:=my.yaml autostart:=false
+
+With autostart the launch emits the lifecycle `configure` transition once the node is up and
+`activate` once it reports Inactive after configuring (launch_ros ChangeState events and an
+OnStateTransition handler, the pattern of launch_ros' lifecycle example). If configure fails
+(bad model path, bad parameter) the node logs the reason and stays Unconfigured.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, RegisterEventHandler
+from launch.conditions import IfCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode
+from launch_ros.descriptions import ParameterValue
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
+
+NODE_NAME = "mpvss_segmenter"
+
+
+def generate_launch_description() -> LaunchDescription:
+    params_file = LaunchConfiguration("params_file")
+    namespace = LaunchConfiguration("namespace")
+    image = LaunchConfiguration("image")
+    use_sim_time = LaunchConfiguration("use_sim_time")
+    autostart = LaunchConfiguration("autostart")
+
+    arguments = [
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare("mpvss_ros"), "config", "segment.yaml"]),
+            description="ROS 2 parameter file for the node"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="input sensor_msgs/Image topic (remaps `image`)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (bag replay, simulation)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the node after start"),
+    ]
+
+    node = LifecycleNode(
+        package="mpvss_ros",
+        executable="mpvss_node",
+        name=NODE_NAME,
+        namespace=namespace,
+        parameters=[params_file, {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
+        remappings=[("image", image)],
+        output="screen",
+    )
+
+    configure = EmitEvent(
+        event=ChangeState(
+            lifecycle_node_matcher=matches_action(node),
+            transition_id=Transition.TRANSITION_CONFIGURE),
+        condition=IfCondition(autostart))
+
+    # start_state='configuring' so that a later deactivate (active -> inactive) is not undone.
+    activate_after_configure = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+            entities=[
+                LogInfo(msg=f"{NODE_NAME} configured, activating"),
+                EmitEvent(event=ChangeState(
+                    lifecycle_node_matcher=matches_action(node),
+                    transition_id=Transition.TRANSITION_ACTIVATE)),
+            ]),
+        condition=IfCondition(autostart))
+
+    return LaunchDescription(arguments + [activate_after_configure, node, configure])

@@ -1,0 +1,109 @@
+"""sensor_msgs/Image <-> numpy.
+
+Input: the header fields are checked first (cheap, in the subscription callback), so a bad
+frame is rejected with a one-line reason before it can displace a good one from the mailbox.
+The pixels are then viewed without a copy (``np.frombuffer``, honouring ``step`` padding);
+cv_bridge is used for the colour conversion when it is importable (ROS 2 installs from apt
+have it; the PyPI wheels do not), otherwise OpenCV/numpy do the same.
+Output: ``msg.data`` is always assigned ``arr.tobytes()`` — assigning a numpy array goes
+element by element (about 500x slower for a 6 MB image).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import Image
+
+try:  # optional: not on PyPI
+    from cv_bridge import CvBridge as _CvBridge
+    _BRIDGE = _CvBridge()
+except Exception:  # ImportError, or a cv_bridge built against another numpy
+    _BRIDGE = None
+
+# encoding -> channels (all 8-bit)
+CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+           "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}
+
+
+class ImageError(ValueError):
+    """A frame that cannot be used; the message is one line naming the problem."""
+
+
+def check_image(msg: Image, max_pixels: int) -> None:
+    """Raise ImageError if the header fields of ``msg`` do not describe usable pixels."""
+    enc = msg.encoding.lower()
+    if enc not in CHANNELS:
+        raise ImageError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(CHANNELS)})")
+    if msg.height == 0 or msg.width == 0:
+        raise ImageError(f"empty image {msg.width}x{msg.height}")
+    if msg.height * msg.width > max_pixels:
+        raise ImageError(f"image {msg.width}x{msg.height} has more than max_image_pixels={max_pixels} pixels")
+    if msg.is_bigendian:
+        raise ImageError("big-endian images are not supported")
+    row = msg.width * CHANNELS[enc]
+    if msg.step < row:
+        raise ImageError(f"step {msg.step} is smaller than width*channels = {row} for {enc}")
+    need = msg.step * (msg.height - 1) + row
+    if len(msg.data) < need:
+        raise ImageError(f"data has {len(msg.data)} bytes, {msg.width}x{msg.height} {enc} "
+                         f"with step {msg.step} needs {need}")
+
+
+def image_view(msg: Image) -> np.ndarray:
+    """Zero-copy (H, W, C) uint8 view of a checked message (step padding skipped)."""
+    c = CHANNELS[msg.encoding.lower()]
+    flat = np.frombuffer(msg.data, np.uint8)
+    if len(flat) < msg.step * msg.height:  # last row without its padding
+        flat = np.concatenate([flat, np.zeros(msg.step * msg.height - len(flat), np.uint8)])
+    rows = flat[: msg.step * msg.height].reshape(msg.height, msg.step)
+    return rows[:, : msg.width * c].reshape(msg.height, msg.width, c)
+
+
+def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an Image message; ImageError with the reason if unusable."""
+    check_image(msg, max_pixels)
+    enc = msg.encoding.lower()
+    if _BRIDGE is not None:
+        return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+    view = image_view(msg)
+    if enc == "rgb8":
+        return view  # zero-copy; consumers only read it
+    return cv2.cvtColor(np.ascontiguousarray(view), _TO_RGB[enc])
+
+
+def array_to_image(arr: np.ndarray, encoding: str, header) -> Image:
+    """Image message from a C-contiguous (H, W[, C]) array; ``header`` is copied as is."""
+    arr = np.ascontiguousarray(arr)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = False
+    msg.step = int(arr.strides[0])
+    msg.data = arr.tobytes()
+    return msg
+
+
+def rgb_to_image(rgb: np.ndarray, header) -> Image:
+    return array_to_image(rgb, "rgb8", header)
+
+
+def labels_to_image(labels: np.ndarray, header) -> Image:
+    return array_to_image(labels.astype(np.uint8, copy=False), "mono8", header)
+
+
+def float_to_image(values: np.ndarray, header) -> Image:
+    return array_to_image(values.astype(np.float32, copy=False), "32FC1", header)
+
+
+def image_msg_to_array(msg: Image) -> np.ndarray:
+    """Decode an output message (mono8, rgb8, 32FC1) back to numpy, for clients and tests."""
+    if msg.encoding == "32FC1":
+        rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+        return rows[:, : msg.width * 4].copy().view(np.float32).reshape(msg.height, msg.width)
+    return image_view(msg).squeeze(-1) if msg.encoding == "mono8" else image_view(msg)
+
+
+def stamp_to_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9

@@ -1,0 +1,95 @@
+"""Frame counters of the node and their /diagnostics message.
+
+Counters are written by the subscription callback (received, dropped, bad) and by the worker
+(processed, key frames, latencies) under one lock; the diagnostics timer reads a snapshot.
+Accounting invariant: received = processed + dropped + pending (pending is 0 or 1 — the
+mailbox has a single slot, so no queue can grow).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+class FrameStats:
+    def __init__(self, window: int = 100):
+        self._lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.bad = 0
+        self.key_frames = 0
+        self.last_error = ""
+        self._latency_ms: deque[float] = deque(maxlen=window)
+        self._done_at: deque[float] = deque(maxlen=window)
+
+    def on_received(self) -> None:
+        with self._lock:
+            self.received += 1
+
+    def on_dropped(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+    def on_bad(self, reason: str) -> None:
+        with self._lock:
+            self.bad += 1
+            self.last_error = reason
+
+    def on_processed(self, key_frame: bool, latency_ms: float) -> None:
+        with self._lock:
+            self.processed += 1
+            self.key_frames += int(key_frame)
+            self._latency_ms.append(latency_ms)
+            self._done_at.append(time.monotonic())
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+            done = list(self._done_at)
+            rate = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
+            return {
+                "frames_received": self.received,
+                "frames_processed": self.processed,
+                "frames_dropped": self.dropped,
+                "frames_bad": self.bad,
+                "key_frames": self.key_frames,
+                "key_fraction": self.key_frames / self.processed if self.processed else 0.0,
+                "rate_hz": rate,
+                "latency_ms_mean": float(lat.mean()),
+                "latency_ms_p95": float(np.percentile(lat, 95)),
+                "last_error": self.last_error,
+            }
+
+
+def diagnostic_array(stamp, name: str, snapshot: dict, pending: int, backend: str, providers,
+                     model: str) -> DiagnosticArray:
+    """One DiagnosticStatus for the segmenter; WARN while bad frames have been seen."""
+    status = DiagnosticStatus()
+    status.name = f"{name}: segmentation"
+    status.hardware_id = backend
+    if snapshot["frames_bad"]:
+        status.level = DiagnosticStatus.WARN
+        status.message = f"{snapshot['frames_bad']} bad frames; last: {snapshot['last_error']}"
+    else:
+        status.level = DiagnosticStatus.OK
+        status.message = "ok" if snapshot["frames_processed"] else "waiting for images"
+    values = dict(snapshot)
+    values.pop("last_error")
+    values.update({"frames_pending": pending, "backend": backend,
+                   "providers": ",".join(providers), "model": model})
+    status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+                     for k, v in values.items()]
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    msg.status = [status]
+    return msg
+
+
+def values_of(status: DiagnosticStatus) -> dict[str, str]:
+    """KeyValue list -> dict (for clients and tests)."""
+    return {kv.key: kv.value for kv in status.values}

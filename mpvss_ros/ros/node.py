@@ -1,0 +1,329 @@
+"""``mpvss_segmenter``: the lifecycle node that segments a camera stream.
+
+Unconfigured --configure--> Inactive --activate--> Active, and back with deactivate / cleanup;
+shutdown from any state. Frames arrive on ``image`` (remap it), wait in a one-slot mailbox and
+are segmented on a worker thread by a ``VideoSegmenter`` (key frames through the segmentor,
+propagated masks in between); results go to ``~/labels``, ``~/confidence``, ``~/overlay``,
+``~/class_confidence/<class>``, ``~/class_stats``, ``~/label_info`` and ``/diagnostics``.
+
+``main()`` (``ros2 run mpvss_ros mpvss_node``) only spins: a launch file or a lifecycle manager
+drives the transitions. ``run(..., autostart=True)`` configures and activates the node itself
+(``mpvss node``).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from mpvss_ros.data.labels import PALETTE
+from mpvss_ros.ros import params as P
+from mpvss_ros.ros.conversions import ImageError, check_image, image_to_rgb, stamp_to_seconds
+from mpvss_ros.ros.diagnostics import FrameStats, diagnostic_array
+from mpvss_ros.ros.publishers import OUTPUT_QOS, OutputPublishers
+from mpvss_ros.ros.worker import Mailbox, Worker
+from mpvss_ros.runtime.schedule import KeyFrameSchedule
+from mpvss_ros.runtime.segmenter import VideoSegmenter
+
+NODE_NAME = "mpvss_segmenter"
+RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=) -> Runner
+_THROTTLE_S = 5.0
+
+
+def create_default_runner(model_dir, *, backend: str, providers, threads: int):
+    from mpvss_ros.runtime.runners import create_runner
+    return create_runner(model_dir, backend, providers=providers, threads=threads)
+
+
+class SegmenterNode(LifecycleNode):
+    def __init__(self, node_name: str = NODE_NAME, *, runner_factory: RunnerFactory | None = None,
+                 **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._runner_factory = runner_factory or create_default_runner
+        self._declaring = True
+        for spec in P.SPECS:
+            # Types are checked by params.check_value so that a wrong type in a parameter file
+            # fails configure with a reason instead of crashing the process at start-up.
+            self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                description=spec.description, dynamic_typing=True))
+        self._declaring = False
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._live = {s.name: s.default for s in P.SPECS if s.live}
+        self._segment_lock = threading.Lock()  # VideoSegmenter vs. run-time schedule changes
+        self._segmenter: VideoSegmenter | None = None
+        self._runner = None
+        self._model_dir = ""
+        self._outputs: OutputPublishers | None = None
+        self._diag_pub = None
+        self._diag_timer = None
+        self._subscription = None
+        self._worker: Worker | None = None
+        self._mailbox = Mailbox()
+        self._stats = FrameStats()
+        self._config: dict[str, Any] = {}
+        self.last_error = ""
+        self.create_service(Trigger, "~/request_key_frame", self._on_request_key_frame)
+
+    # ----------------------------------------------------------------- transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate every parameter, load the model and create the publishers.
+
+        Any problem (bad value, model not found, unknown class in confidence_classes, backend
+        error) logs one line with the reason and returns FAILURE: the node stays Unconfigured
+        and can be configured again once the parameter is fixed.
+        """
+        try:
+            self._configure()
+        except Exception as exc:  # the reason goes to the log; the node stays usable
+            self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(
+                exc, (ValueError, FileNotFoundError)) else str(exc)
+            self.get_logger().error(f"configure failed: {self.last_error}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.last_error = ""
+        r = self._runner
+        self.get_logger().info(
+            f"configured: model {self._model_dir} ({r.backend}, {','.join(r.providers)}), "
+            f"input {r.input_size[1]}x{r.input_size[0]}, schedule {self._segmenter.schedule.settings}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the publishers, publish ~/label_info, subscribe to ``image`` and start the worker.
+
+        The key-frame state starts afresh: the first frame after activation is a key frame.
+        """
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        with self._segment_lock:
+            self._segmenter.reset()
+        self._outputs.publish_label_info(PALETTE, self._live["label_format"], self._model_dir)
+        self._mailbox.clear()
+        self._worker = Worker(self._mailbox, self._process, self._on_worker_error)
+        self._worker.start()
+        cfg = self._config
+        qos = qos_profile_sensor_data if cfg["input_reliability"] == "best_effort" else QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(history=qos.history, depth=cfg["input_depth"],
+                         reliability=qos.reliability, durability=qos.durability)
+        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        self._diag_timer = self.create_timer(cfg["diagnostics_period_s"], self._publish_diagnostics)
+        self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop taking frames (the frame in progress finishes); the model stays loaded."""
+        self._stop_input()
+        self.get_logger().info("inactive: not taking frames")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model and the publishers; back to Unconfigured."""
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything, from whichever state the node was in."""
+        self._stop_input()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: release everything and go back to Unconfigured."""
+        self._stop_input()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ----------------------------------------------------------------- configure helpers
+    def _configure(self) -> None:
+        self._release()
+        values = {s.name: self.get_parameter(s.name).value for s in P.SPECS}
+        for name, value in values.items():
+            reason = P.check_value(name, value)
+            if reason:
+                raise ValueError(f"parameter {name} {reason}")
+        values = {n: P.coerce(n, v) for n, v in values.items()}
+        settings = P.schedule_settings(values)
+        model_dir = P.resolve_model_dir(values["model"])
+        providers = "auto" if values["providers"] == ["auto"] else values["providers"]
+        runner = self._runner_factory(model_dir, backend=values["backend"], providers=providers,
+                                      threads=values["threads"])
+        self._runner, self._model_dir = runner, str(model_dir)
+        classes = P.resolve_confidence_classes(values["confidence_classes"], list(runner.class_names))
+        self._segmenter = VideoSegmenter(runner, KeyFrameSchedule(settings),
+                                         output_size=values["output_resolution"])
+        self._outputs = OutputPublishers(self, runner.class_names, classes)
+        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self._config = values
+        self._live = {s.name: values[s.name] for s in P.SPECS if s.live}
+        self._stats = FrameStats()
+
+    def _stop_input(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        for _ in range(self._mailbox.clear()):
+            self._stats.on_dropped()
+
+    def _release(self) -> None:
+        if self._outputs is not None:
+            self._outputs.destroy()
+            self._outputs = None
+        if self._diag_pub is not None:
+            self.destroy_lifecycle_publisher(self._diag_pub)
+            self._diag_pub = None
+        with self._segment_lock:
+            self._segmenter = None
+            self._runner = None
+
+    # ----------------------------------------------------------------- frames
+    def _on_image(self, msg: Image) -> None:
+        """Subscription callback: check the header fields and post the frame; never infers."""
+        self._stats.on_received()
+        try:
+            check_image(msg, self._live["max_image_pixels"])
+        except ImageError as exc:
+            self._stats.on_bad(str(exc))
+            self.get_logger().error(f"bad image skipped: {exc}", throttle_duration_sec=_THROTTLE_S)
+            return
+        if self._mailbox.put((msg, time.perf_counter())):
+            self._stats.on_dropped()
+
+    def _process(self, item) -> None:
+        msg, received_at = item
+        rgb = image_to_rgb(msg)
+        with self._segment_lock:
+            if self._segmenter is None:
+                return
+            result = self._segmenter.process(rgb, stamp_to_seconds(msg.header.stamp),
+                                             stream=msg.header.frame_id)
+        if result.reset_reason:
+            self.get_logger().info(f"key-frame state reset: {result.reset_reason}")
+        outputs = self._outputs
+        if outputs is None:
+            return
+        outputs.publish(result, rgb, msg.header, label_format=self._live["label_format"],
+                        overlay_alpha=self._live["overlay_alpha"],
+                        total_ms=(time.perf_counter() - received_at) * 1e3)
+        self._stats.on_processed(result.key_frame, (time.perf_counter() - received_at) * 1e3)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self._stats.on_bad(f"{type(exc).__name__}: {exc}")
+        self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=_THROTTLE_S)
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None or self._runner is None:
+            return
+        self._diag_pub.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), self.get_name(), self._stats.snapshot(),
+            self._mailbox.pending(), self._runner.backend, list(self._runner.providers),
+            self._model_dir))
+
+    def stats(self) -> dict:
+        """Counter snapshot (frames received/processed/dropped/bad, key fraction, latency)."""
+        return self._stats.snapshot()
+
+    # ----------------------------------------------------------------- services, parameters
+    def _on_request_key_frame(self, request, response):
+        with self._segment_lock:
+            segmenter = self._segmenter
+            if segmenter is None:
+                response.success, response.message = False, "not configured: no model loaded"
+                return response
+            segmenter.request_key_frame()
+        response.success, response.message = True, "the next frame will be a key frame"
+        return response
+
+    def _validate_parameters(self, parameters) -> SetParametersResult:
+        if self._declaring:  # initial values: configure reports bad ones with a reason
+            return SetParametersResult(successful=True)
+        changes = {}
+        for p in parameters:
+            reason = P.check_value(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=f"{p.name} {reason}")
+            if p.name in P.SPEC_BY_NAME:
+                changes[p.name] = P.coerce(p.name, p.value)
+        schedule = {n: P.coerce(n, self.get_parameter(n).value) for n in P.SPEC_BY_NAME
+                    if n.startswith(P.SCHEDULE_PREFIX)}
+        schedule.update({k: v for k, v in changes.items() if k.startswith(P.SCHEDULE_PREFIX)})
+        try:
+            P.schedule_settings(schedule)
+        except (TypeError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        """Live parameters take effect now; the rest on the next configure."""
+        if self._declaring:
+            return
+        live = {p.name: P.coerce(p.name, p.value) for p in parameters
+                if p.name in P.SPEC_BY_NAME and P.SPEC_BY_NAME[p.name].live}
+        self._live.update(live)
+        schedule = {k[len(P.SCHEDULE_PREFIX):]: v for k, v in live.items()
+                    if k.startswith(P.SCHEDULE_PREFIX)}
+        with self._segment_lock:
+            if schedule and self._segmenter is not None:
+                self._segmenter.schedule.update(**schedule)
+                self.get_logger().info(f"schedule now {self._segmenter.schedule.settings}")
+        if "label_format" in live and self._outputs is not None:
+            self._outputs.publish_label_info(PALETTE, live["label_format"], self._model_dir)
+
+
+def run(args: list[str] | None = None, *, autostart: bool = False,
+        runner_factory: RunnerFactory | None = None) -> int:
+    """Create the node from ROS arguments and spin it until shutdown.
+
+    With ``autostart`` the node configures and activates itself; a failed transition ends the
+    process with status 1 and the reason on stderr.
+    """
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = SegmenterNode(runner_factory=runner_factory)
+    try:
+        if autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                print(f"mpvss node: error: configure failed: {node.last_error}", file=sys.stderr)
+                return 1
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                print("mpvss node: error: activate failed", file=sys.stderr)
+                return 1
+        # One executor thread is enough: callbacks only post frames; inference has its own thread.
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_input()
+        node._release()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run mpvss_ros mpvss_node``: spin the lifecycle node; transitions come from outside."""
+    return run(sys.argv if args is None else args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""One-slot mailbox and the inference worker thread.
+
+The subscription callback only drops the newest message into the mailbox (O(1), never blocks
+on inference); a frame still waiting there when a newer one arrives is superseded and counted
+as dropped. The worker takes the newest frame whenever it is free, so latency stays bounded
+by one inference and memory by one frame, whatever the input rate.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+
+class Mailbox:
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; True when it superseded a frame nobody had taken."""
+        with self._cond:
+            superseded = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return superseded
+
+    def take(self, timeout: float | None = None) -> Any:
+        """The newest item (removing it), or None on timeout / close."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def pending(self) -> int:
+        with self._cond:
+            return int(self._item is not None)
+
+    def clear(self) -> int:
+        """Discard a waiting frame; returns how many were discarded (0 or 1)."""
+        with self._cond:
+            n = int(self._item is not None)
+            self._item = None
+            return n
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+
+class Worker:
+    """Runs ``handle(item)`` for each item taken from ``mailbox`` on its own thread."""
+
+    def __init__(self, mailbox: Mailbox, handle: Callable[[Any], None],
+                 on_error: Callable[[BaseException], None], name: str = "mpvss_worker"):
+        self._mailbox = mailbox
+        self._handle = handle
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._mailbox.reopen()
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the frame in progress (if any) has been handled."""
+        self._stop.set()
+        self._mailbox.close()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._mailbox.take(timeout=0.5)
+            if item is None or self._stop.is_set():
+                continue
+            try:
+                self._handle(item)
+            except Exception as exc:  # keep serving frames; the node logs (throttled)
+                self._on_error(exc)

@@ -1,0 +1,65 @@
+"""Shared test fixtures: an isolated ROS 2 domain per test process, and subprocesses that are
+always killed (by PID) at teardown."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ros_domain():
+    """ROS_DOMAIN_ID unique to this test process, discovery limited to this machine.
+
+    Set in os.environ (before rclpy.init) so that this process and every subprocess it starts
+    share the domain while other test runs on the machine do not see them.
+    """
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    domain = 10 + os.getpid() % 90  # 10..99: valid Fast DDS port range, away from the default 0
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    yield domain
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """spawn(args, name=...) starts a subprocess (stdout+stderr to a log file under tmp_path)
+    and returns it; every process started is interrupted, then killed, at teardown.
+    ``proc.log_text()`` returns what it printed so far."""
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str], name: str = "proc", env: dict | None = None) -> subprocess.Popen:
+        log_path = tmp_path / f"{name}-{len(started)}.log"
+        log = open(log_path, "wb")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                env={**os.environ, **(env or {})})
+        log.close()
+        proc.log_text = lambda: log_path.read_text(errors="replace")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+    for proc in started:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+PYTHON = sys.executable

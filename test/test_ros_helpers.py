@@ -1,0 +1,224 @@
+"""Helpers for the ROS tests (no tests here).
+
+- ``RosClient``: the test side over real DDS — lifecycle services, parameter services,
+  ``~/request_key_frame``, an image publisher and collecting subscribers.
+- ``ScriptedRunner``: a deterministic implementation of the runtime's Runner protocol whose
+  output is a function of the key frame's pixels (labels = red channel // 13), so a test can
+  tell from the published labels which frame was the key frame; ``delay_s`` makes it slow.
+- Run as a script, it starts the real ``SegmenterNode`` with a ScriptedRunner:
+  ``python test/test_ros_helpers.py [--delay S] [--autostart] --ros-args ...``
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+NODE = "/mpvss_segmenter"
+NUM_CLASSES = 19
+
+
+# --------------------------------------------------------------------------- scripted runner
+def scripted_labels(image: np.ndarray) -> np.ndarray:
+    return np.minimum(image[..., 0] // 13, NUM_CLASSES - 1).astype(np.uint8)
+
+
+class ScriptedRunner:
+    backend = "scripted"
+    providers = ("CPU",)
+
+    def __init__(self, input_size=(32, 64), delay_s: float = 0.0):
+        from mpvss_ros.data.labels import TRAIN_CLASS_NAMES
+        self.input_size = tuple(input_size)
+        self.class_names = list(TRAIN_CLASS_NAMES)
+        self.delay_s = delay_s
+
+    def _output(self, image: np.ndarray):
+        labels = scripted_labels(image)
+        confidence = (0.5 + image[..., 1].astype(np.float32) / 510.0).astype(np.float32)
+        small = labels[::4, ::4]
+        probs = np.full((NUM_CLASSES,) + small.shape, 0.01, np.float32)
+        np.put_along_axis(probs, small[None].astype(np.int64), 0.82, axis=0)
+        return SimpleNamespace(labels=labels, confidence=confidence, probs=probs, mask_logits=None)
+
+    def key_frame(self, image):
+        time.sleep(self.delay_s)
+        out = self._output(image)
+        return out, out
+
+    def propagate(self, key, image):
+        time.sleep(self.delay_s)
+        return key  # the key frame's masks, unchanged
+
+
+# --------------------------------------------------------------------------- test client
+def rgb_image_msg(rgb: np.ndarray, stamp_s: float, frame_id: str = "camera", encoding="rgb8"):
+    from sensor_msgs.msg import Image
+    msg = Image()
+    msg.header.stamp.sec = int(stamp_s)
+    msg.header.stamp.nanosec = int(round((stamp_s - int(stamp_s)) * 1e9))
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = rgb.shape[:2]
+    msg.encoding = encoding
+    msg.step = int(rgb.strides[0])
+    msg.data = np.ascontiguousarray(rgb).tobytes()
+    return msg
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll until predicate() is truthy; AssertionError naming ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class RosClient:
+    def __init__(self, node_ns: str = NODE):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.rclpy = rclpy
+        self.ns = node_ns
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("mpvss_test_client", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self.received: dict[str, list] = {}
+        self._subs = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.05)
+        except Exception:
+            pass
+
+    def close(self):
+        self.context.try_shutdown()
+        self._thread.join(5)
+
+    # services
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            wait_for(lambda: client.service_is_ready(), timeout, f"service {name}")
+            future = client.call_async(request)
+            wait_for(future.done, timeout, f"reply from {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def change_state(self, transition_id: int) -> bool:
+        from lifecycle_msgs.srv import ChangeState
+        req = ChangeState.Request()
+        req.transition.id = transition_id
+        return self.call(ChangeState, f"{self.ns}/change_state", req).success
+
+    def get_state(self) -> str:
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, f"{self.ns}/get_state", GetState.Request()).current_state.label
+
+    def set_parameters(self, **values):
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        req = SetParameters.Request()
+        req.parameters = [Parameter(k.replace("__", "."), value=v).to_parameter_msg()
+                          for k, v in values.items()]
+        return self.call(SetParameters, f"{self.ns}/set_parameters", req).results
+
+    def get_parameters(self, names):
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        req = GetParameters.Request(names=list(names))
+        res = self.call(GetParameters, f"{self.ns}/get_parameters", req)
+        return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
+
+    def list_parameters(self):
+        from rcl_interfaces.srv import ListParameters
+        return list(self.call(ListParameters, f"{self.ns}/list_parameters",
+                              ListParameters.Request()).result.names)
+
+    def request_key_frame(self):
+        from std_srvs.srv import Trigger
+        return self.call(Trigger, f"{self.ns}/request_key_frame", Trigger.Request())
+
+    # topics
+    def subscribe(self, topic: str, msg_type, qos=None):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        self.received[topic] = []
+
+        def keep(msg):
+            with self._lock:
+                self.received[topic].append(msg)
+
+        qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self._subs[topic] = self.node.create_subscription(msg_type, topic, keep, qos)
+        return self._subs[topic]
+
+    def messages(self, topic: str) -> list:
+        with self._lock:
+            return list(self.received[topic])
+
+    def clear(self, topic: str | None = None):
+        with self._lock:
+            for t in [topic] if topic else list(self.received):
+                self.received[t].clear()
+
+    def image_publisher(self, topic: str = "/image"):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        pub = self.node.create_publisher(Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: pub.get_subscription_count() > 0, 30, f"a subscriber on {topic}")
+        return pub
+
+    def wait_matched(self, topic: str, timeout: float = 30.0):
+        sub = self._subs[topic]
+        wait_for(lambda: sub.get_publisher_count() > 0, timeout, f"a publisher on {topic}")
+
+    def send_and_wait(self, pub, msg, topic: str, timeout: float = 30.0):
+        """Publish ``msg`` and wait for the message on ``topic`` carrying its stamp."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+        def arrived():
+            for m in self.messages(topic):
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp:
+                    return m
+            return None
+
+        pub.publish(msg)
+        return wait_for(arrived, timeout, f"{topic} for stamp {stamp}")
+
+
+def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False) -> list[str]:
+    """Command line that starts the real SegmenterNode with a ScriptedRunner."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s)]
+    if autostart:
+        cmd.append("--autostart")
+    return cmd + ["--ros-args", *ros_args]
+
+
+def _main(argv: list[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mpvss_ros.ros.node import run
+
+    own, ros = (argv[: argv.index("--ros-args")], argv[argv.index("--ros-args"):]) \
+        if "--ros-args" in argv else (argv, [])
+    delay = float(own[own.index("--delay") + 1]) if "--delay" in own else 0.0
+    factory = lambda model_dir, **kw: ScriptedRunner(delay_s=delay)  # noqa: E731
+    return run(["scripted_node"] + ros, autostart="--autostart" in own, runner_factory=factory)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,119 @@
+"""Every lifecycle transition of mpvss_segmenter through its lifecycle services, over real DDS
+(node in its own process, this process the client)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import Transition
+from mpvss_ros.msg import ClassStats
+from sensor_msgs.msg import Image
+from test_ros_helpers import NODE, RosClient, node_command, rgb_image_msg, wait_for
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def client(ros_domain):
+    c = RosClient()
+    yield c
+    c.close()
+
+
+def _frame(value: int) -> np.ndarray:
+    img = np.zeros((48, 96, 3), np.uint8)
+    img[..., 0] = value
+    return img
+
+
+def test_every_transition_and_configure_failure_then_success(client, spawn, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    missing = tmp_path / "no_such_model"
+    node = spawn(node_command("-p", f"model:={missing}", "-r", "image:=/image"), name="node")
+
+    wait_for(lambda: client.get_state() == "unconfigured", what="node start")
+    # configure fails on a bad model path: FAILURE, reason logged, still Unconfigured
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is False
+    assert client.get_state() == "unconfigured"
+    wait_for(lambda: f"configure failed: model directory not found: {missing}" in node.log_text(),
+             what="the configure failure reason in the node's log")
+
+    # an unknown class in confidence_classes also fails configure, with the class named
+    assert all(r.successful for r in client.set_parameters(
+        model=str(model_dir), confidence_classes=["person", "unicorn"]))
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is False
+    assert client.get_state() == "unconfigured"
+    wait_for(lambda: "confidence_classes: unknown class 'unicorn'" in node.log_text(),
+             what="the unknown class in the node's log")
+
+    # fixed: configure succeeds (configurable again after failures)
+    assert all(r.successful for r in client.set_parameters(confidence_classes=["traffic light"]))
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
+    assert client.get_state() == "inactive"
+
+    # activate: frames are segmented
+    client.subscribe(f"{NODE}/class_stats", ClassStats)
+    client.subscribe(f"{NODE}/labels", Image)
+    assert client.change_state(Transition.TRANSITION_ACTIVATE) is True
+    assert client.get_state() == "active"
+    client.wait_matched(f"{NODE}/labels")
+    pub = client.image_publisher("/image")
+    labels = client.send_and_wait(pub, rgb_image_msg(_frame(130), 1.0), f"{NODE}/labels")
+    assert np.frombuffer(labels.data, np.uint8).max() == 10  # 130 // 13
+
+    # deactivate: no more frames taken, model kept
+    assert client.change_state(Transition.TRANSITION_DEACTIVATE) is True
+    assert client.get_state() == "inactive"
+    client.clear()
+    pub.publish(rgb_image_msg(_frame(26), 2.0))
+    # reactivating without configure works (model kept) and serves the next frame
+    assert client.change_state(Transition.TRANSITION_ACTIVATE) is True
+    wait_for(lambda: pub.get_subscription_count() > 0, what="re-created image subscription")
+    labels = client.send_and_wait(pub, rgb_image_msg(_frame(52), 3.0), f"{NODE}/labels")
+    stamps = [m.header.stamp.sec for m in client.messages(f"{NODE}/labels")]
+    assert 2 not in stamps  # the frame sent while inactive was never processed
+    assert np.frombuffer(labels.data, np.uint8).max() == 4
+
+    # deactivate + cleanup: back to Unconfigured, the model released
+    assert client.change_state(Transition.TRANSITION_DEACTIVATE) is True
+    assert client.change_state(Transition.TRANSITION_CLEANUP) is True
+    assert client.get_state() == "unconfigured"
+    reply = client.request_key_frame()
+    assert reply.success is False and "not configured" in reply.message
+
+    # configure + activate again, then shutdown straight from Active
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
+    assert client.change_state(Transition.TRANSITION_ACTIVATE) is True
+    assert client.change_state(Transition.TRANSITION_ACTIVE_SHUTDOWN) is True
+    assert client.get_state() == "finalized"
+    assert node.poll() is None  # still answering services after finalize
+
+
+@pytest.mark.parametrize("transition", ["unconfigured", "inactive"])
+def test_shutdown_from_unconfigured_and_inactive(client, spawn, tmp_path, transition):
+    spawn(node_command("-p", f"model:={tmp_path}"), name="node")
+    wait_for(lambda: client.get_state() == "unconfigured", what="node start")
+    if transition == "inactive":
+        assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
+        assert client.change_state(Transition.TRANSITION_INACTIVE_SHUTDOWN) is True
+    else:
+        assert client.change_state(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) is True
+    assert client.get_state() == "finalized"
+
+
+def test_bad_parameter_values_fail_configure_or_are_rejected(client, spawn, tmp_path):
+    # a wrong type in the start-up parameters does not crash the process; configure says why
+    node = spawn(node_command("-p", f"model:={tmp_path}", "-p", "overlay_alpha:=bright"), name="node")
+    wait_for(lambda: client.get_state() == "unconfigured", what="node start")
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is False
+    wait_for(lambda: "parameter overlay_alpha must be a number, got 'bright'" in node.log_text(),
+             what="the bad parameter in the node's log")
+    # at run time, out-of-range values are rejected by the parameter service with a reason
+    (res,) = client.set_parameters(schedule__interval=0)
+    assert not res.successful and "schedule.interval must be in 1..10000, got 0" in res.reason
+    (res,) = client.set_parameters(schedule__min_interval=50)  # above max_interval (30)
+    assert not res.successful and "min_interval" in res.reason
+    (res,) = client.set_parameters(backend="tensorflow")
+    assert not res.successful and "backend must be one of onnxruntime, torch" in res.reason
+    assert all(r.successful for r in client.set_parameters(overlay_alpha=0.3))
+    assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
