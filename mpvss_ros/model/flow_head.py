@@ -1,0 +1,63 @@
+"""Flow head: per-query (x, y) flow from flow queries and 1/4-scale motion features, fused with
+the pixel flow by a 3x3 conv that starts out passing the pixel flow through."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .motion_encoder import resize_flow
+
+
+class MLP(nn.Module):
+    def __init__(self, cin: int, hidden: int, cout: int, layers: int = 3):
+        super().__init__()
+        dims = [cin] + [hidden] * (layers - 1) + [cout]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class FlowHead(nn.Module):
+    def __init__(self, query_dim: int, feature_channels: int, embed_dim: int = 32):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.query_mlp = MLP(query_dim, query_dim, 2 * embed_dim)
+        self.feature_proj = nn.Sequential(
+            nn.Conv2d(feature_channels, embed_dim, 1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(embed_dim, embed_dim, 1),
+        )
+        # Input channels: (query flow x, y, pixel flow x, y). Identity on the pixel flow, zero on
+        # the query flow, so training starts from the pixel flow and learns per-query corrections.
+        self.fuse = nn.Conv2d(4, 2, 3, 1, 1)
+        with torch.no_grad():
+            self.fuse.weight.zero_()
+            self.fuse.bias.zero_()
+            self.fuse.weight[0, 2, 1, 1] = 1.0
+            self.fuse.weight[1, 3, 1, 1] = 1.0
+
+    def query_flow(self, flow_queries: torch.Tensor, features_4: torch.Tensor) -> torch.Tensor:
+        """(B,N,D) queries . (B,E,h,w) features -> (B,N,2,h,w) per-query flow on the features' grid."""
+        emb = self.query_mlp(flow_queries)
+        ex, ey = emb[..., : self.embed_dim], emb[..., self.embed_dim:]
+        f = self.feature_proj(features_4)
+        fx = torch.einsum("bne,behw->bnhw", ex, f)
+        fy = torch.einsum("bne,behw->bnhw", ey, f)
+        return torch.stack([fx, fy], dim=2)
+
+    def forward(self, flow_queries, features_4, pixel_flow, mask_size: tuple[int, int]) -> torch.Tensor:
+        """-> fused flow (B,N,2,h,w) at `mask_size`, in mask-grid pixels.
+
+        `pixel_flow` (B,2,h',w') is in pixels of its own grid; it is resized with magnitude rescale.
+        """
+        qflow = resize_flow(self.query_flow(flow_queries, features_4), mask_size)
+        pflow = resize_flow(pixel_flow, mask_size)
+        b, n = qflow.shape[:2]
+        h, w = mask_size
+        stacked = torch.cat([qflow, pflow.unsqueeze(1).expand(b, n, 2, h, w)], dim=2)
+        return self.fuse(stacked.reshape(b * n, 4, h, w)).reshape(b, n, 2, h, w)

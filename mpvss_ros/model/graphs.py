@@ -1,0 +1,48 @@
+"""The two inference graphs as torch modules: what `segmentor.onnx` and `flow.onnx` contain.
+
+Export, FLOP counting and the torch runner all use these, so the three agree by construction.
+Inputs are RGB images 0..255, float32 (1,3,H,W); ImageNet normalisation happens in-graph.
+`probs` is the fused class score normalised over classes (sums to 1 per pixel).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .fusion import class_distribution, labels_and_confidence, semantic_probabilities
+from .mpvss import MPVSS
+from .warp import warp_masks
+
+SEGMENTOR_INPUTS = ["image"]
+SEGMENTOR_OUTPUTS = ["queries", "mask_logits", "class_logits", "probs", "labels", "confidence"]
+FLOW_INPUTS = ["key_image", "image", "key_queries", "key_mask_logits", "key_class_logits"]
+FLOW_OUTPUTS = ["mask_logits", "probs", "labels", "confidence"]
+
+
+class SegmentorGraph(nn.Module):
+    def __init__(self, model: MPVSS):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        out = self.model.key_frame(image)
+        scores = semantic_probabilities(out.class_logits, out.mask_logits)
+        labels, confidence = labels_and_confidence(scores, tuple(image.shape[-2:]))
+        probs = class_distribution(scores)
+        return out.queries, out.mask_logits, out.class_logits, probs, labels, confidence
+
+
+class FlowGraph(nn.Module):
+    """Query flow + per-query warp + fusion with the key frame's class probabilities."""
+
+    def __init__(self, model: MPVSS):
+        super().__init__()
+        self.model = model
+
+    def forward(self, key_image, image, key_queries, key_mask_logits, key_class_logits):
+        flow = self.model.query_flow(key_image, image, key_queries, tuple(key_mask_logits.shape[-2:]))
+        masks = warp_masks(key_mask_logits, flow)
+        scores = semantic_probabilities(key_class_logits, masks)
+        labels, confidence = labels_and_confidence(scores, tuple(image.shape[-2:]))
+        probs = class_distribution(scores)
+        return masks, probs, labels, confidence

@@ -1,0 +1,88 @@
+"""Per-query warp and semantic fusion against hand-made inputs and transformers' post-processing."""
+import numpy as np
+import pytest
+import torch
+
+from mpvss_ros.model.fusion import class_distribution, labels_and_confidence, semantic_probabilities
+from mpvss_ros.model.motion_encoder import resize_flow
+from mpvss_ros.model.warp import warp_masks
+
+
+def test_zero_flow_is_identity():
+    torch.manual_seed(0)
+    masks = torch.randn(2, 5, 16, 32) * 10
+    out = warp_masks(masks, torch.zeros(2, 5, 2, 16, 32))
+    assert out.shape == masks.shape
+    assert torch.max(torch.abs(out - masks)).item() <= 1e-5
+
+
+def test_integer_translation_is_reproduced():
+    torch.manual_seed(1)
+    key = torch.randn(1, 3, 20, 30)
+    dx, dy = 3, -2  # content moved by (+3, -2): current(x) = key(x - (3, -2))
+    flow = torch.zeros(1, 3, 2, 20, 30)
+    flow[:, :, 0] = -dx
+    flow[:, :, 1] = -dy
+    out = warp_masks(key, flow)
+    expected = torch.roll(key, shifts=(dy, dx), dims=(2, 3))
+    interior = (slice(None), slice(None), slice(3, 17), slice(4, 26))
+    # exact up to the rounding of normalised grid coordinates
+    assert torch.max(torch.abs(out[interior] - expected[interior])).item() <= 1e-5
+    # a half-pixel error would be far larger than that: the test can tell
+    assert torch.max(torch.abs(warp_masks(key, flow + 0.5)[interior] - expected[interior])).item() > 0.1
+
+
+def test_each_query_gets_its_own_flow():
+    masks = torch.zeros(1, 2, 8, 8)
+    masks[0, :, 4, 4] = 1.0
+    flow = torch.zeros(1, 2, 2, 8, 8)
+    flow[0, 1, 0] = 1.0  # query 1 looks one pixel to the right: its peak moves left
+    out = warp_masks(masks, flow)
+    assert out[0, 0, 4, 4] == 1.0 and out[0, 1, 4, 3] == 1.0 and out[0, 1, 4, 4] == 0.0
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError):
+        warp_masks(torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))
+
+
+def test_resize_flow_rescales_magnitude():
+    flow = torch.ones(1, 2, 4, 8)
+    flow[:, 1] = 2.0
+    up = resize_flow(flow, (8, 32))
+    assert up.shape == (1, 2, 8, 32)
+    assert torch.allclose(up[:, 0], torch.full((1, 8, 32), 4.0))
+    assert torch.allclose(up[:, 1], torch.full((1, 8, 32), 4.0))
+
+
+def test_fusion_matches_transformers_post_processing():
+    from transformers import Mask2FormerImageProcessorPil
+    from transformers.models.mask2former.modeling_mask2former import Mask2FormerForUniversalSegmentationOutput
+
+    torch.manual_seed(2)
+    # transformers first resizes masks to 384x384; masks already that size make the step an identity.
+    class_logits = torch.randn(1, 6, 20) * 3
+    mask_logits = torch.nn.functional.interpolate(torch.randn(1, 6, 24, 24) * 4, size=(384, 384),
+                                                  mode="bilinear", align_corners=False)
+    outputs = Mask2FormerForUniversalSegmentationOutput(class_queries_logits=class_logits,
+                                                        masks_queries_logits=mask_logits)
+    proc = Mask2FormerImageProcessorPil()
+    theirs = proc.post_process_semantic_segmentation(outputs, return_segmentation_scores=True)[0]
+    ours = semantic_probabilities(class_logits, mask_logits)
+    assert ours.shape == (1, 19, 384, 384)
+    assert torch.allclose(ours[0], theirs.segmentation_scores, atol=1e-6)
+
+    target = (500, 700)
+    their_labels = proc.post_process_semantic_segmentation(outputs, target_sizes=[target])[0]
+    labels, confidence = labels_and_confidence(ours, target)
+    assert labels.dtype == torch.uint8 and labels.shape == (1, *target)
+    agree = (labels[0].long() == their_labels).float().mean().item()
+    assert agree == 1.0, agree
+    assert float(confidence.min()) > 0 and float(confidence.max()) <= 1.0 + 1e-6
+
+
+def test_class_distribution_sums_to_one_and_keeps_argmax():
+    probs = torch.rand(2, 19, 5, 7) * 3
+    dist = class_distribution(probs)
+    assert torch.allclose(dist.sum(1), torch.ones(2, 5, 7), atol=1e-5)
+    assert np.array_equal(dist.argmax(1).numpy(), probs.argmax(1).numpy())
