@@ -1,12 +1,213 @@
-"""`mpvss bag` (not implemented yet)."""
+"""`mpvss bag convert` (sequences -> rosbag2 MCAP) and `mpvss bag evaluate` (replay a bag through
+the node over DDS and score what comes back)."""
 from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
 
 from mpvss_ros.cli import CommandError
 
 
 def add_arguments(parser) -> None:
-    pass
+    sub = parser.add_subparsers(dest="bag_command", metavar="{convert,evaluate}")
+    sub.required = True
+    c = sub.add_parser("convert", help="Cityscapes-style sequences -> rosbag2 (MCAP)",
+                       description="Write /camera/image_raw (rgb8), /camera/camera_info, "
+                       "/ground_truth/labels (mono8 labelIds, frames with ground truth only) and "
+                       "/camera/sequence (frame names), stamped from the frame rate.")
+    c.add_argument("dir", metavar="DIR", help="Cityscapes-style root (leftImg8bit_sequence/, gtFine/)")
+    c.add_argument("--split", required=True, help="split to convert (e.g. val)")
+    c.add_argument("--out", required=True, metavar="BAG", help="new bag directory")
+    c.add_argument("--rate", type=float, default=17.0, metavar="HZ", help="frame rate (default 17, Cityscapes)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(_run=run_convert)
+
+    e = sub.add_parser("evaluate", help="replay a bag through the node over DDS and score it",
+                       description="Starts the node (or attaches to a running one), replays the bag "
+                       "with /clock, collects ~/labels, ~/confidence, ~/class_stats by header stamp and "
+                       "writes report.json, report.md, plots and an overlay strip beside it.")
+    e.add_argument("bag", metavar="BAG", help="rosbag2 directory (or .mcap file)")
+    e.add_argument("--out", required=True, metavar="REPORT_JSON", help="report.json path; the other files go beside it")
+    e.add_argument("--params", metavar="FILE", help="parameter file for the node it starts (e.g. config/segment.yaml)")
+    pace = e.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, metavar="HZ", help="send frames at this wall-clock rate (the node drops what it cannot keep up with)")
+    pace.add_argument("--as-fast-as-possible", action="store_true",
+                      help="send each frame when the previous one's outputs arrived (default)")
+    e.add_argument("--attach", action="store_true", help="use a node that is already running (Active) instead of starting one")
+    e.add_argument("--node-namespace", default="", metavar="NS", help="namespace of the node (default: none)")
+    e.add_argument("--model", metavar="MODEL_DIR", help="model directory for the node it starts (overrides the params file)")
+    e.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter for the node it starts, e.g. schedule.interval:=2 (repeatable)")
+    e.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="flow control: wait at most this long for a frame's outputs (default 10)")
+    e.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
+                   help="wait this long for the node to become active (default 180)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(_run=run_evaluate)
 
 
 def run(args) -> int:
-    raise CommandError("not implemented yet")
+    return args._run(args)
+
+
+def run_convert(args) -> int:
+    from mpvss_ros.data.bag import convert_sequences
+
+    if not args.rate > 0:
+        raise CommandError(f"--rate must be positive, got {args.rate}")
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise CommandError(f"not a directory: {root}")
+    if Path(args.out).exists():
+        raise CommandError(f"{args.out} exists already; choose a new bag path")
+    summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate, progress=not args.quiet)
+    h, w = summary.size
+    print(f"wrote {summary.path}: {summary.frames} frames ({summary.ground_truth_frames} with ground truth) "
+          f"in {len(summary.sequences)} sequences, {w}x{h}, {args.rate:g} Hz, {summary.duration_s:.1f} s")
+    return 0
+
+
+def _overrides(args) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if args.model:
+        model = Path(args.model)
+        if not model.is_dir():
+            raise CommandError(f"model directory not found: {model}")
+        values["model"] = str(model.resolve())
+    for item in args.set:
+        name, sep, value = item.partition(":=")
+        if not sep or not name.strip():
+            raise CommandError(f"--set expects NAME:=VALUE, got {item!r}")
+        values[name.strip()] = value
+    return values
+
+
+def _method(params: dict) -> tuple[str, int | None]:
+    mode = params.get("schedule.mode") or "interval"
+    if mode == "interval":
+        k = params.get("schedule.interval")
+        return ("per-frame" if k == 1 else "query-flow"), k
+    return f"query-flow ({mode} schedule)", None
+
+
+def run_evaluate(args) -> int:
+    from mpvss_ros.data.bag import bag_info
+
+    bag = Path(args.bag)
+    if not bag.exists():
+        raise CommandError(f"bag not found: {bag}")
+    if args.rate is not None and not args.rate > 0:
+        raise CommandError(f"--rate must be positive, got {args.rate}")
+    if args.timeout <= 0 or args.startup_timeout <= 0:
+        raise CommandError("--timeout and --startup-timeout must be positive")
+    if args.attach and (args.params or args.model or args.set):
+        raise CommandError("--params/--model/--set configure a node this command starts; not with --attach")
+    if args.params and not Path(args.params).is_file():
+        raise CommandError(f"parameter file not found: {args.params}")
+    overrides = _overrides(args)
+    info = bag_info(bag)
+    if info.frames == 0:
+        raise CommandError(f"{bag} has no /camera/image_raw messages")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report, figures = evaluate_bag(
+        bag, out, info=info, params=args.params, overrides=overrides, attach=args.attach,
+        namespace=args.node_namespace, rate_hz=args.rate, timeout_s=args.timeout,
+        startup_timeout_s=args.startup_timeout, progress=not args.quiet)
+    _print_summary(report, out, figures)
+    return 0
+
+
+def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None, attach=False,
+                 namespace="", rate_hz=None, timeout_s=10.0, startup_timeout_s=180.0,
+                 progress=True) -> tuple[dict, dict[str, Path]]:
+    """Replay ``bag`` through the node and write report.json (+ .md, plots, strip); returns
+    (report, {caption: png path}). Also used by `mpvss demo`."""
+    from mpvss_ros.data.bag import bag_info, read_records
+    from mpvss_ros.evaluation.replay_report import ReplayScorer
+    from mpvss_ros.ros.replay import BagReplayer, NodeProcess, ReplayOptions
+
+    info = info or bag_info(bag)
+    node = None
+    if not attach:
+        node = NodeProcess(params=params, namespace=namespace, overrides=overrides,
+                           log_path=out.with_name(out.stem + "_node.log")).start()
+        if progress:
+            print(f"started node (pid {node.pid}), log {node.log_path}", file=sys.stderr)
+    options = ReplayOptions(rate_hz=rate_hz, timeout_s=timeout_s, namespace=namespace,
+                            startup_timeout_s=startup_timeout_s, is_alive=node.alive if node else None)
+    scorer = ReplayScorer(total_frames=info.frames, ground_truth_frames=info.ground_truth_frames)
+    replayer = None
+    try:
+        replayer = BagReplayer(options)
+        bar = _bar(info.frames, progress)
+        try:
+            summary = replayer.replay(read_records(bag), scorer.add, progress=bar.update)
+        finally:
+            bar.close()
+        params_now = replayer.node_parameters(
+            ["schedule.mode", "schedule.interval", "schedule.period_s", "model", "backend",
+             "output_resolution", "label_format"])
+    except (TimeoutError, RuntimeError) as exc:
+        detail = node.last_log_line() if node is not None and not node.alive() else ""
+        raise CommandError(f"{exc}" + (f"; node said: {detail}" if detail else "")) from None
+    finally:
+        if replayer is not None:
+            replayer.close()
+        if node is not None:
+            node.stop()
+    method, interval = _method(params_now)
+    model = summary.label_info.get("model") or params_now.get("model") or None
+    replay = {
+        "pacing": "as-fast-as-possible" if rate_hz is None else f"{rate_hz:g} Hz",
+        "wall_s": round(summary.wall_s, 3),
+        "fps": round(summary.frames / summary.wall_s, 3) if summary.wall_s > 0 else None,
+        "key_frame_requests": summary.key_requests,
+        "node": "attached" if attach else "started",
+        "namespace": namespace or "/",
+        "schedule": {k.split(".", 1)[1]: v for k, v in params_now.items() if k.startswith("schedule.")},
+        "backend": params_now.get("backend"),
+    }
+    report = scorer.report(method=method, interval=interval, model=model, data=str(bag), replay=replay)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    figures = write_figures(report, scorer, out)
+    from mpvss_ros.evaluation.report_md import write_markdown
+
+    write_markdown(report, out.with_suffix(".md"), figures, title="MPVSS bag evaluation")
+    return report, figures
+
+
+def write_figures(report: dict, scorer, out: Path) -> dict[str, Path]:
+    from mpvss_ros.evaluation import plots
+
+    stem = out.with_suffix("")
+    figures = {}
+    result = report["results"][0]
+    if result.get("per_class_iou"):
+        figures["IoU per class"] = plots.per_class_iou_bars(result["per_class_iou"], f"{stem}_per_class_iou.png")
+    figures["Latency"] = plots.latency_histogram(scorer.latencies_ms, f"{stem}_latency.png")
+    figures["mIoU over time (red: key frames)"] = plots.miou_over_time(scorer.timeline, f"{stem}_miou_over_time.png")
+    if scorer.samples:
+        figures["Input | labels | ground truth"] = plots.overlay_strip(scorer.samples, f"{stem}_overlay_strip.png")
+    return figures
+
+
+def _print_summary(report: dict, out: Path, figures: dict[str, Path]) -> None:
+    r = report["results"][0]
+    lat = report["latency_ms"]
+    miou = "n/a (no ground truth)" if r["miou"] is None else f"{100 * r['miou']:.1f}%"
+    print(f"{r['method']} k={r['interval']}: mIoU {miou}, frames {report['frames']}, "
+          f"dropped {report['dropped']}, key fraction {report['key_fraction']}, "
+          f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms")
+    print(f"report: {out}")
+    print(f"summary: {out.with_suffix('.md')}")
+    for caption, path in figures.items():
+        print(f"figure: {path}  ({caption})")
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="replay", unit="frame", disable=not enabled, dynamic_ncols=True)

@@ -1,0 +1,361 @@
+"""Cityscapes-style sequences <-> rosbag2 (MCAP storage), through rosbags only (no rclpy).
+
+Layout of a bag written here (every message of one frame shares one log time = header stamp):
+- ``/camera/image_raw``      sensor_msgs/msg/Image, ``rgb8``, frame_id ``camera``
+- ``/camera/camera_info``    sensor_msgs/msg/CameraInfo (nominal pinhole: the generated and
+  Cityscapes sequence images carry no calibration we could use)
+- ``/ground_truth/labels``   sensor_msgs/msg/Image, ``mono8`` Cityscapes labelIds; only for
+  frames that have ground truth
+- ``/camera/sequence``       std_msgs/msg/String, the frame's Cityscapes name
+  ``<city>_<seq:06>_<frame:06>``. As in `CityscapesSequences`, a sequence is a run of
+  consecutive frame numbers of one (city, seq); it is named after its first frame.
+
+Why a separate sequence topic rather than encoding it in ``frame_id``: ``frame_id`` names a TF
+frame that RViz and TF consumers resolve, so it stays the real camera frame; a side topic keeps
+the image topics exactly what a camera driver publishes, and replay tools that ignore it lose
+nothing. Sequences are concatenated in time with a gap (``SEQUENCE_GAP_S``) so message time
+always moves forward.
+
+Format version: rosbag2 metadata version 9, which is what ROS 2 Jazzy's rosbag2 (0.26) itself
+writes (``BagMetadata::version = 9`` since the QoS profiles became a YAML list); Kilted reads
+it as well, and version 9 is the newest rosbags writes. ``custom_data`` is always filled in:
+Jazzy's metadata parser requires it to be a map (rosbags writes ``null`` when it is empty).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+IMAGE_TOPIC = "/camera/image_raw"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+GROUND_TRUTH_TOPIC = "/ground_truth/labels"
+SEQUENCE_TOPIC = "/camera/sequence"
+FRAME_ID = "camera"
+ROSBAG2_VERSION = 9
+DEFAULT_RATE_HZ = 17.0  # the Cityscapes sequence frame rate
+SEQUENCE_GAP_S = 1.0
+# Fixed start time: the same sequences always give the same bag (message time is sim time).
+DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+STRING_TYPE = "std_msgs/msg/String"
+
+
+def typestore():
+    """The ROS 2 Kilted type store (message definitions and hashes match the Kilted wheels)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@dataclass
+class BagFrame:
+    """One frame to write: RGB image, optional labelIds ground truth, its Cityscapes name."""
+
+    name: str                      # <city>_<seq:06>_<frame:06>
+    image: np.ndarray              # (H, W, 3) uint8 RGB
+    label_ids: np.ndarray | None   # (H, W) uint8 Cityscapes labelIds, None without ground truth
+
+
+def continues_sequence(previous: str | None, name: str) -> bool:
+    """Whether frame ``name`` directly follows frame ``previous`` in one sequence."""
+    if previous is None:
+        return False
+    a, b = previous.rsplit("_", 1), name.rsplit("_", 1)
+    if len(a) == len(b) == 2 and a[1].isdigit() and b[1].isdigit():
+        return a[0] == b[0] and int(b[1]) == int(a[1]) + 1
+    return False
+
+
+@dataclass
+class BagSummary:
+    path: Path
+    frames: int = 0
+    ground_truth_frames: int = 0
+    sequences: list[str] = field(default_factory=list)
+    size: tuple[int, int] | None = None
+    rate_hz: float = DEFAULT_RATE_HZ
+    duration_s: float = 0.0
+
+
+def _stamp(ts, ns: int):
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _header(ts, ns: int):
+    return ts.types["std_msgs/msg/Header"](stamp=_stamp(ts, ns), frame_id=FRAME_ID)
+
+
+def image_message(ts, ns: int, array: np.ndarray, encoding: str):
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return ts.types[IMAGE_TYPE](
+        header=_header(ts, ns), height=array.shape[0], width=array.shape[1], encoding=encoding,
+        is_bigendian=0, step=array.shape[1] * channels, data=array.reshape(-1))
+
+
+def camera_info_message(ts, ns: int, height: int, width: int):
+    # Nominal intrinsics (horizontal field of view about 48 degrees, like Cityscapes' camera).
+    f = 1.1 * width
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return ts.types[CAMERA_INFO_TYPE](
+        header=_header(ts, ns), height=height, width=width, distortion_model="plumb_bob",
+        d=np.zeros(5, np.float64),
+        k=np.array([f, 0, cx, 0, f, cy, 0, 0, 1], np.float64),
+        r=np.eye(3, dtype=np.float64).reshape(-1),
+        p=np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0, binning_y=0, roi=roi)
+
+
+def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFAULT_RATE_HZ,
+              start_ns: int = DEFAULT_START_NS, total: int | None = None,
+              progress: bool = True) -> BagSummary:
+    """Write frames (grouped by sequence, in order) to a new rosbag2 MCAP bag directory."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if not rate_hz > 0:
+        raise ValueError(f"rate must be positive, got {rate_hz}")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists already; choose a new bag path")
+    ts = typestore()
+    period_ns = int(round(1e9 / rate_hz))
+    gap_ns = int(SEQUENCE_GAP_S * 1e9)
+    summary = BagSummary(path=out, rate_hz=rate_hz)
+    bar = _progress(total, "bag convert", progress)
+    writer = Writer(out, version=ROSBAG2_VERSION, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        conns = {
+            topic: writer.add_connection(topic, msgtype, typestore=ts)
+            for topic, msgtype in ((SEQUENCE_TOPIC, STRING_TYPE), (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE),
+                                   (GROUND_TRUTH_TOPIC, IMAGE_TYPE), (IMAGE_TOPIC, IMAGE_TYPE))
+        }
+        ns = start_ns
+        previous = None
+        for frame in frames:
+            image = np.asarray(frame.image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"{frame.name}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+            if summary.size is None:
+                summary.size = image.shape[:2]
+            same = continues_sequence(previous, frame.name)
+            if previous is not None:
+                ns += period_ns if same else gap_ns
+            if not same:
+                summary.sequences.append(frame.name)
+            previous = frame.name
+            h, w = image.shape[:2]
+            # Ground truth and sequence name go first so a reader has them when the image comes.
+            writer.write(conns[SEQUENCE_TOPIC], ns,
+                         ts.serialize_cdr(ts.types[STRING_TYPE](data=frame.name), STRING_TYPE))
+            writer.write(conns[CAMERA_INFO_TOPIC], ns,
+                         ts.serialize_cdr(camera_info_message(ts, ns, h, w), CAMERA_INFO_TYPE))
+            if frame.label_ids is not None:
+                labels = np.asarray(frame.label_ids)
+                if labels.shape != (h, w):
+                    raise ValueError(f"{frame.name}: ground truth {labels.shape} does not match image {(h, w)}")
+                writer.write(conns[GROUND_TRUTH_TOPIC], ns,
+                             ts.serialize_cdr(image_message(ts, ns, labels, "mono8"), IMAGE_TYPE))
+                summary.ground_truth_frames += 1
+            writer.write(conns[IMAGE_TOPIC], ns,
+                         ts.serialize_cdr(image_message(ts, ns, image, "rgb8"), IMAGE_TYPE))
+            summary.frames += 1
+            bar.update(1)
+        if summary.frames == 0:
+            raise ValueError("no frames to write")
+        summary.duration_s = (ns - start_ns) / 1e9
+        writer.set_custom_data("mpvss.sequences", json.dumps(summary.sequences))
+        writer.set_custom_data("mpvss.rate_hz", repr(float(rate_hz)))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return summary
+
+
+def convert_sequences(root: str | Path, split: str, out: str | Path, rate_hz: float = DEFAULT_RATE_HZ,
+                      progress: bool = True) -> BagSummary:
+    """`mpvss bag convert`: a Cityscapes-style folder's split -> rosbag2 MCAP bag."""
+    from mpvss_ros.data.cityscapes import CityscapesSequences, read_image, read_label_ids
+
+    frames = list(CityscapesSequences(root, split).frames())
+
+    def bag_frames() -> Iterator[BagFrame]:
+        for frame in frames:
+            labels = read_label_ids(frame.label_path) if frame.label_path is not None else None
+            yield BagFrame(name=frame.stem, image=read_image(frame.image_path), label_ids=labels)
+
+    return write_bag(bag_frames(), out, rate_hz=rate_hz, total=len(frames), progress=progress)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+@dataclass
+class BagRecord:
+    """One camera frame read back from a bag, with its raw CDR (for replay without decoding)."""
+
+    stamp_ns: int            # header stamp of the image (= log time for bags written here)
+    log_ns: int
+    image_cdr: bytes
+    camera_info_cdr: bytes | None
+    name: str | None         # Cityscapes frame name from /camera/sequence, if the bag has it
+    label_ids: np.ndarray | None
+    sequence: str = ""       # name of the sequence's first frame ("" for a camera bag)
+    new_sequence: bool = False
+    _ts: object = None
+
+    def image(self) -> np.ndarray:
+        """Decode the image to (H, W, 3) uint8 RGB (rgb8, bgr8, mono8 and rgba/bgra handled)."""
+        return decode_image(self._ts.deserialize_cdr(self.image_cdr, IMAGE_TYPE))
+
+
+def decode_image(msg) -> np.ndarray:
+    enc = msg.encoding.lower()
+    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "8uc1": 1, "8uc3": 3, "rgba8": 4, "bgra8": 4}.get(enc)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}")
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
+    rows = data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width * channels]
+    array = rows.reshape(msg.height, msg.width, channels)
+    if channels == 1:
+        return np.repeat(array, 3, axis=2) if enc in ("mono8", "8uc1") else array
+    if enc.startswith("bgr"):
+        array = array[:, :, 2::-1]
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def decode_mono8(msg) -> np.ndarray:
+    if msg.encoding.lower() not in ("mono8", "8uc1"):
+        raise ValueError(f"label image must be mono8, got {msg.encoding!r}")
+    data = np.asarray(msg.data, dtype=np.uint8)
+    return data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width].copy()
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+@dataclass
+class BagInfo:
+    path: Path
+    frames: int
+    ground_truth_frames: int
+    topics: dict[str, str]
+    duration_s: float
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.ground_truth_frames > 0
+
+
+def bag_info(path: str | Path, image_topic: str = IMAGE_TOPIC) -> BagInfo:
+    from rosbags.rosbag2 import Reader
+
+    path = _existing_bag(path)
+    with Reader(path) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        for c in reader.connections:
+            counts[c.topic] += c.msgcount
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        return BagInfo(path=path, frames=counts.get(image_topic, 0),
+                       ground_truth_frames=counts.get(GROUND_TRUTH_TOPIC, 0), topics=topics,
+                       duration_s=reader.duration / 1e9)
+
+
+def read_records(path: str | Path, image_topic: str = IMAGE_TOPIC) -> Iterator[BagRecord]:
+    """Yield the bag's camera frames in log-time order.
+
+    Ground truth, sequence name and camera info are attached to the image they share a log time
+    with (how `write_bag` writes them); in a bag from a real camera they are simply absent.
+    """
+    from rosbags.rosbag2 import Reader
+
+    path = _existing_bag(path)
+    ts = typestore()
+    with Reader(path) as reader:
+        if not any(c.topic == image_topic for c in reader.connections):
+            raise ValueError(f"{path} has no {image_topic} topic (topics: "
+                             f"{', '.join(sorted({c.topic for c in reader.connections}))})")
+        wanted = [c for c in reader.connections
+                  if c.topic in (image_topic, CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, SEQUENCE_TOPIC)]
+        group: list[tuple[str, int, bytes]] = []
+        camera_info: list[bytes | None] = [None]  # the latest, for bags with fewer infos than images
+        previous: BagRecord | None = None
+        for conn, log_ns, raw in reader.messages(connections=wanted):
+            if group and log_ns != group[0][1]:
+                for record in _group_records(ts, group, image_topic, camera_info):
+                    _link(previous, record)
+                    previous = record
+                    yield record
+                group = []
+            group.append((conn.topic, log_ns, bytes(raw)))
+        for record in _group_records(ts, group, image_topic, camera_info):
+            _link(previous, record)
+            previous = record
+            yield record
+
+
+def _link(previous: BagRecord | None, record: BagRecord) -> None:
+    """Name the record's sequence; a bag without names is one sequence."""
+    if previous is None:
+        record.new_sequence = True
+        record.sequence = record.name or ""
+    elif record.name and not continues_sequence(previous.name, record.name):
+        record.new_sequence = True
+        record.sequence = record.name
+    else:
+        record.sequence = previous.sequence
+
+
+def _group_records(ts, group, image_topic: str, camera_info: list) -> Iterator[BagRecord]:
+    """Records for the images among messages that share one log time (any order within it)."""
+    side: dict[str, object] = {}
+    for topic, _, raw in group:
+        if topic == CAMERA_INFO_TOPIC:
+            camera_info[0] = side["info"] = raw
+        elif topic == GROUND_TRUTH_TOPIC:
+            side["labels"] = decode_mono8(ts.deserialize_cdr(raw, IMAGE_TYPE))
+        elif topic == SEQUENCE_TOPIC:
+            side["name"] = ts.deserialize_cdr(raw, STRING_TYPE).data
+    for topic, log_ns, raw in group:
+        if topic == image_topic:
+            header = ts.deserialize_cdr(raw, IMAGE_TYPE).header
+            yield BagRecord(stamp_ns=_stamp_ns(header), log_ns=log_ns, image_cdr=raw,
+                            camera_info_cdr=side.get("info", camera_info[0]), name=side.get("name"),
+                            label_ids=side.get("labels"), _ts=ts)
+
+
+def _existing_bag(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"bag not found: {path}")
+    if path.is_dir() and not (path / "metadata.yaml").exists():
+        raise ValueError(f"{path} is not a rosbag2 directory (no metadata.yaml)")
+    return path
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    if enabled:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True)
+
+    class _Quiet:
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    return _Quiet()
