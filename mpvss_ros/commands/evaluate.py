@@ -1,12 +1,69 @@
-"""`mpvss evaluate` (not implemented yet)."""
+"""`mpvss evaluate`: score per-frame / copy / optical-flow / query-flow on a Cityscapes-style split."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from mpvss_ros.cli import CommandError
+from mpvss_ros.commands import parse_int_list
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--data", required=True, help="dataset root (Cityscapes layout)")
+    parser.add_argument("--split", default="val", help="split to score (default val)")
+    parser.add_argument("--model", required=True,
+                        help="model directory (model.json + ONNX graphs / weights), or 'oracle' for the "
+                             "ground-truth runner (data checks)")
+    parser.add_argument("--methods", default="per-frame,copy,optical-flow,query-flow",
+                        help="comma-separated: per-frame, copy, optical-flow, query-flow")
+    parser.add_argument("--intervals", default="1,2,5,10", help="key-frame intervals k (default 1,2,5,10)")
+    parser.add_argument("--out", required=True, help="report JSON to write")
+    parser.add_argument("--save-predictions", metavar="PRED_DIR", default=None,
+                        help="write PRED_DIR/<method>_k<interval>/<city>_<seq>_<frame>_pred_labelIds.png")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"],
+                        help="runner backend for a model directory (default onnxruntime)")
+    parser.add_argument("--max-sequences", type=int, default=None, help="score only the first N sequences")
+
+
+def _load_runner(args):
+    """-> (runner, model_info, gflops)."""
+    if args.model == "oracle":
+        from mpvss_ros.evaluation.oracle import OracleRunner
+
+        runner = OracleRunner(args.data, args.split, max_sequences=args.max_sequences)
+        return runner, {"name": "oracle", "path": None, "backend": "oracle"}, None
+    model_dir = Path(args.model)
+    if not model_dir.exists():
+        raise CommandError(f"model {args.model} does not exist (give a model directory or 'oracle')")
+    meta_path = model_dir / "model.json" if model_dir.is_dir() else None
+    meta = json.loads(meta_path.read_text()) if meta_path and meta_path.is_file() else {}
+    from mpvss_ros.runtime.runners import create_runner  # lazy: torch / onnxruntime are heavy
+
+    runner = create_runner(str(model_dir), backend=args.backend)
+    info = {"name": model_dir.name, "path": str(model_dir), "backend": getattr(runner, "backend", args.backend),
+            "provenance": meta.get("provenance")}
+    gflops = (meta.get("metrics") or {}).get("gflops")
+    return runner, info, gflops if isinstance(gflops, dict) else None
 
 
 def run(args) -> int:
-    raise CommandError("not implemented yet")
+    from mpvss_ros.evaluation.evaluate import evaluate
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise CommandError("--methods is empty")
+    intervals = parse_int_list(args.intervals, "--intervals")
+    if args.max_sequences is not None and args.max_sequences <= 0:
+        raise CommandError("--max-sequences must be positive")
+    runner, info, gflops = _load_runner(args)
+    report = evaluate(args.data, args.split, runner, methods, intervals, save_predictions=args.save_predictions,
+                      max_sequences=args.max_sequences, model_info=info, gflops=gflops)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for r in report["results"]:
+        miou = "n/a" if r["miou"] is None else f"{r['miou']:.4f}"
+        ms = "n/a" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.1f}"
+        print(f"{r['method']:>12} k={r['interval']:<3} mIoU {miou}  {ms} ms/frame")
+    print(f"wrote {out}")
+    return 0

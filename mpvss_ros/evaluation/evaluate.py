@@ -1,0 +1,124 @@
+"""Offline evaluation of video segmentation methods on a Cityscapes-style split.
+
+`evaluate(...)` returns the report of the design card:
+{"results": [{"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame",
+ "gflops_per_frame", "per_class_iou": {name: iou}}], "model": ..., "data": ...}
+Frames go to the runner resized to its input size; its labels come back at that size and are
+resized (nearest) to the ground-truth size for scoring. Key frames are frame indices 0, k, 2k...
+of each sequence. per-frame does not depend on k and is reported once, with interval 1.
+Metrics are accumulated over every annotated frame (mIoU from one confusion matrix for the split).
+ms_per_frame is the runner / DIS time only (no file reading or resizing), averaged over all
+frames of the schedule; key frames are run once per frame and shared between methods, with their
+measured time charged to every method that uses them.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mpvss_ros.data.cityscapes import CityscapesSequences
+from mpvss_ros.data.labels import train_ids_to_label_ids
+from mpvss_ros.evaluation.baselines import METHODS, KeyFrameCache, run_method
+from mpvss_ros.evaluation.metrics import ConfusionMatrix, VideoConsistency
+from mpvss_ros.runtime.preprocess import resize_image, resize_labels
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def schedule_gflops(method: str, gflops: dict | None, key_frames: int, frames: int) -> float | None:
+    """Average GFLOPs per frame of a schedule from model.json's {"key": .., "nonkey": ..}."""
+    if not gflops or frames == 0 or gflops.get("key") is None:
+        return None
+    key = float(gflops["key"])
+    if method == "per-frame":
+        return key
+    if method == "copy":
+        return key * key_frames / frames
+    if method == "query-flow" and gflops.get("nonkey") is not None:
+        return (key * key_frames + float(gflops["nonkey"]) * (frames - key_frames)) / frames
+    return None  # optical-flow: the DIS cost is not counted in FLOPs
+
+
+class _Accumulator:
+    def __init__(self):
+        self.confusion = ConfusionMatrix()
+        self.vc = {8: VideoConsistency(8), 16: VideoConsistency(16)}
+        self.ms = 0.0
+        self.frames = 0
+        self.key_frames = 0
+
+
+def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10), save_predictions=None,
+             max_sequences: int | None = None, model_info: dict | None = None, gflops: dict | None = None,
+             progress: bool = True) -> dict:
+    methods = list(methods)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    intervals = sorted({int(k) for k in intervals})
+    if not intervals or intervals[0] < 1:
+        raise ValueError("intervals must be positive integers")
+    dataset = CityscapesSequences(data, split)
+    sequences = dataset.sequences[:max_sequences] if max_sequences else dataset.sequences
+    runs = [(m, 1) for m in methods if m == "per-frame"] + [(m, k) for m in methods if m != "per-frame"
+                                                           for k in intervals]
+    acc = {run: _Accumulator() for run in runs}
+    input_size = tuple(int(v) for v in runner.input_size)
+    total_frames = annotated = 0
+    image_size = None
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    from tqdm import tqdm
+
+    for seq in tqdm(sequences, desc=f"evaluate {split}", unit="seq", disable=not progress):
+        raw = [dataset.load_image(f) for f in seq.frames]
+        gts = [dataset.load_train_ids(f) for f in seq.frames]
+        image_size = raw[0].shape[:2]
+        total_frames += len(raw)
+        annotated += sum(g is not None for g in gts)
+        cache = KeyFrameCache(runner, [resize_image(im, input_size) for im in raw])
+        for method, k in runs:
+            labels, times, is_key = run_method(method, k, cache, dis)
+            a = acc[(method, k)]
+            preds = []
+            for frame, im, gt, lab in zip(seq.frames, raw, gts, labels):
+                pred = resize_labels(lab, (gt if gt is not None else im).shape[:2])
+                preds.append(pred)
+                if gt is None:
+                    continue
+                a.confusion.update(pred, gt)
+                if save_predictions:
+                    out = Path(save_predictions) / f"{method}_k{k}" / f"{frame.stem}_pred_labelIds.png"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(out), train_ids_to_label_ids(pred))
+            for vc in a.vc.values():
+                vc.add_sequence(preds, gts)
+            a.ms += float(sum(times))
+            a.frames += len(times)
+            a.key_frames += int(sum(is_key))
+        del cache
+
+    results = []
+    for (method, k), a in acc.items():
+        results.append({
+            "method": method, "interval": k,
+            "miou": _finite(a.confusion.miou()), "fwiou": _finite(a.confusion.fwiou()),
+            "vc8": a.vc[8].value(), "vc16": a.vc[16].value(),
+            "ms_per_frame": a.ms / a.frames if a.frames else None,
+            "gflops_per_frame": schedule_gflops(method, gflops, a.key_frames, a.frames),
+            "per_class_iou": a.confusion.per_class_iou(),
+        })
+    model = dict(model_info or {})
+    model.setdefault("backend", getattr(runner, "backend", None))
+    model.setdefault("providers", list(getattr(runner, "providers", []) or []))
+    model.setdefault("input_size", list(input_size))
+    return {
+        "results": results,
+        "model": model,
+        "data": {"root": str(data), "split": split, "sequences": len(sequences), "frames": total_frames,
+                 "annotated_frames": annotated, "image_size": list(image_size) if image_size else None},
+    }
