@@ -1,0 +1,104 @@
+"""Options of `mpvss train segmentor` / `mpvss train flow`, and what both do before training:
+device and process group, threads, data caches, resume-or-start."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .distributed import DistContext, setup
+from .frame_cache import FrameCache, load_split
+from .loop import LoopOptions
+
+
+@dataclass
+class CommonOptions:
+    data: str
+    out: str
+    split: str = "train"
+    val_split: str | None = "val"  # None: no validation
+    val_frames: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # 0: torch's default
+    batch_size: int = 8
+    crop: tuple[int, int] | None = None  # None: full frames
+    workers: int = 0
+    amp: bool = False
+    lr: float = 2e-4
+    warmup: int = 100
+    weight_decay: float = 0.05
+    clip_norm: float = 1.0
+    log_every: int = 20
+    val_every: int = 500
+    checkpoint_every: int = 500
+    progress: bool = True
+
+    # options a resumed run must share with the run it continues (others may change)
+    FIXED = ("seed", "batch_size", "crop", "split", "world_size")
+
+    def loop_options(self, info: dict) -> LoopOptions:
+        return LoopOptions(seed=self.seed, weight_decay=self.weight_decay, clip_norm=self.clip_norm,
+                           amp=self.amp, workers=self.workers, log_every=max(1, self.log_every),
+                           val_every=max(1, self.val_every), checkpoint_every=max(1, self.checkpoint_every),
+                           progress=self.progress, info=info)
+
+
+def check_common(opts: CommonOptions) -> None:
+    for name in ("batch_size", "val_frames", "log_every", "val_every", "checkpoint_every"):
+        if getattr(opts, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(opts, name)}")
+    if opts.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {opts.lr}")
+    if opts.amp and opts.device != "cuda":
+        raise ValueError("--amp (bf16 autocast) is for --device cuda only")
+    if not Path(opts.data).is_dir():
+        raise FileNotFoundError(f"--data {opts.data} is not a directory")
+
+
+def start(opts: CommonOptions) -> DistContext:
+    check_common(opts)
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    ctx = setup(opts.device)
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    return ctx
+
+
+def load_caches(opts: CommonOptions, with_flow: bool) -> tuple[FrameCache, FrameCache | None]:
+    threads = max(1, opts.threads or torch.get_num_threads())
+    train = load_split(opts.data, opts.split, with_flow=with_flow, threads=threads)
+    val = None
+    if opts.val_split:
+        val = load_split(opts.data, opts.val_split, threads=threads)
+    return train, val
+
+
+def run_info(opts: CommonOptions, ctx: DistContext, command: str, extra: dict) -> dict:
+    values = {k: v for k, v in asdict(opts).items() if k not in ("progress",)}
+    values["crop"] = list(opts.crop) if opts.crop else None
+    values["world_size"] = ctx.world_size
+    return {"command": command, "options": {**values, **extra}}
+
+
+def resume(opts: CommonOptions, ctx: DistContext, info: dict, fixed_extra: tuple[str, ...] = ()):
+    """-> (model, state.json content, optimizer state) from `opts.out`, or None for a fresh start.
+
+    Refuses to continue a run whose fixed options (seed, batch, crop, ...) differ: the step ->
+    data mapping would change under it."""
+    state_dir = checkpoint.find_state(opts.out)
+    if state_dir is None:
+        return None
+    stored = checkpoint.read_state_info(state_dir)
+    if stored.get("command") != info["command"]:
+        raise ValueError(f"--out {opts.out} holds a `{stored.get('command')}` run, not `{info['command']}`; "
+                         "use another --out")
+    old, new = stored.get("options", {}), info["options"]
+    for key in CommonOptions.FIXED + tuple(fixed_extra):
+        if json.dumps(old.get(key)) != json.dumps(new.get(key)):
+            raise ValueError(f"--out {opts.out} holds a run with {key}={old.get(key)!r}, this call asks "
+                             f"{key}={new.get(key)!r}; use the same options to resume or another --out")
+    return checkpoint.load_state(state_dir, ctx.device)

@@ -1,0 +1,60 @@
+"""`mpvss train segmentor`: a small Mask2Former (Swin backbone from scratch, transformers) trained
+with its own Hungarian loss on labelled frames. The output directory is a full MPVSS checkpoint
+(the query-flow module still at its initialisation) that `mpvss train flow --segmentor` starts from.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from mpvss_ros.model.config import MPVSSConfig
+from mpvss_ros.model.mpvss import MPVSS
+
+from .batches import SegmentorBatches
+from .loop import Phase, Trainer
+from .objectives import SegmentorObjective
+from .options import CommonOptions, load_caches, resume, run_info, start
+from .validation import segmentor_miou, spread
+
+
+@dataclass
+class SegmentorOptions(CommonOptions):
+    steps: int = 8000
+    model_config: MPVSSConfig | None = None  # None: the default MPVSSConfig
+    flip: bool = True
+
+
+def train_segmentor(opts: SegmentorOptions) -> dict:
+    """Train (or continue training) the key-frame segmentor; returns the last logged values."""
+    if opts.steps <= 0:
+        raise ValueError(f"--steps must be positive, got {opts.steps}")
+    ctx = start(opts)
+    try:
+        train, val = load_caches(opts, with_flow=False)
+        cfg = opts.model_config or MPVSSConfig()
+        cfg = dataclasses.replace(cfg, image_size=train.size)  # graphs are built for the data's frame size
+        info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict()})
+        resumed = resume(opts, ctx, info)
+        if resumed is None:
+            torch.manual_seed(opts.seed)  # the initial weights
+            model, state, optimizer_state = MPVSS(cfg), None, None
+        else:
+            model, state, optimizer_state = resumed
+        model.to(ctx.device)
+        val_frames = spread(val.labelled_frames(), opts.val_frames) if val is not None else None
+
+        def validate() -> float:
+            return segmentor_miou(model, val, val_frames, ctx.device)
+
+        phase = Phase(
+            name="segmentor", steps=opts.steps, objective=SegmentorObjective(model),
+            params=lambda: list(model.segmentor.parameters()),
+            make_batches=lambda first, end: SegmentorBatches(train, opts.batch_size, opts.seed, first, end, opts.crop,
+                                                             opts.flip, ctx.rank, ctx.world_size),
+            lr=opts.lr, warmup=opts.warmup, validate=validate if val is not None else None)
+        trainer = Trainer(model, opts.out, ctx, opts.loop_options(info), state, optimizer_state)
+        return trainer.run([phase])
+    finally:
+        ctx.close()

@@ -1,0 +1,117 @@
+"""Training data path: toy sequences with exact flow, the frame cache, deterministic batches and
+flow composition. `make_toy_sequences` is shared by the other test_train*.py files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpvss_ros.data.cityscapes import write_frame
+
+ROAD, SKY, PERSON, CAR = 0, 10, 11, 13
+
+
+def make_toy_sequences(root, split: str, sequences: int = 2, frames: int = 6, size=(64, 128), seed: int = 0) -> None:
+    """Textured boxes moving with constant velocity over a static textured scene: labels and the
+    exact backward flow (invalid where the background was covered one frame earlier)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for s in range(sequences):
+        noise = rng.integers(0, 60, (h, w, 3))
+        background = np.where(np.arange(h)[:, None, None] < h // 2, [90, 140, 220], [110, 100, 105]) + noise
+        background_ids = np.where(np.arange(h)[:, None] < h // 2, SKY, ROAD).repeat(w, 1)
+        boxes = []
+        for cls, colour in ((CAR, (200, 30, 30)), (PERSON, (30, 200, 60))):
+            bh, bw = int(rng.integers(h // 5, h // 3)), int(rng.integers(w // 8, w // 5))
+            tex = np.clip(np.array(colour) + rng.integers(-40, 40, (bh, bw, 3)), 0, 255)
+            y, x = int(rng.integers(h // 4, h - bh - 4)), int(rng.integers(4, w // 2))
+            v = (int(rng.choice([-1, 1]) * rng.integers(2, 4)), int(rng.integers(-1, 2)))  # (vx, vy) px/frame
+            boxes.append((cls, tex, y, x, v))
+        prev_cover = None
+        for t in range(frames):
+            image = background.copy()
+            ids = background_ids.copy()
+            flow = np.zeros((h, w, 2), np.float32)
+            cover = np.zeros((h, w), bool)
+            for cls, tex, y, x, (vx, vy) in boxes:
+                yy, xx = y + vy * t, x + vx * t
+                y0, y1, x0, x1 = max(yy, 0), min(yy + tex.shape[0], h), max(xx, 0), min(xx + tex.shape[1], w)
+                if y1 <= y0 or x1 <= x0:
+                    continue
+                image[y0:y1, x0:x1] = tex[y0 - yy:y1 - yy, x0 - xx:x1 - xx]
+                ids[y0:y1, x0:x1] = cls
+                flow[y0:y1, x0:x1] = (-vx, -vy)
+                cover[y0:y1, x0:x1] = True
+            valid = np.ones((h, w), bool) if t > 0 else np.zeros((h, w), bool)
+            if prev_cover is not None:
+                valid &= cover | ~prev_cover  # background uncovered since the last frame: no source
+            prev_cover = cover
+            write_frame(root, split, "toy", s, t, np.clip(image, 0, 255).astype(np.uint8), ids.astype(np.uint8),
+                        flow if t > 0 else None, valid if t > 0 else None)
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_sequences(root, "train", sequences=2, frames=6)
+    make_toy_sequences(root, "val", sequences=1, frames=6, seed=1)
+    return root
+
+
+def test_cache_holds_every_frame(toy_root):
+    from mpvss_ros.training.frame_cache import load_split
+
+    cache = load_split(toy_root, "train", with_flow=True)
+    assert cache.images.shape == (12, 64, 128, 3) and cache.images.dtype == np.uint8
+    assert cache.has_labels.all()
+    assert set(np.unique(cache.train_ids)) <= {ROAD, SKY, PERSON, CAR}
+    assert [cache.position(i) for i in range(6)] == [0, 1, 2, 3, 4, 5]
+    assert cache.position(7) == 1
+    assert len(cache.propagation_targets(1)) == 10  # first frame of each sequence has no key
+    assert not cache.flow_valid[0].any() and cache.flow_valid[1].mean() > 0.8
+
+
+def test_composed_flow_maps_current_pixels_onto_key_pixels(toy_root):
+    """Chained flow over 3 frames: the current frame's labels, pulled from the key frame along the
+    flow, agree with the key frame's labels where the flow is valid."""
+    from mpvss_ros.data.flow_io import warp_nearest
+    from mpvss_ros.training.batches import composed_flow
+
+    from mpvss_ros.training.frame_cache import load_split
+
+    cache = load_split(toy_root, "train", with_flow=True)
+    cur, gap = 4, 3
+    flow, valid = composed_flow(cache, cur, gap, 0, 0, (64, 128))
+    assert valid.mean() > 0.7
+    moving = cache.train_ids[cur] >= PERSON
+    assert np.abs(flow[moving & valid]).max() >= 2 * gap  # boxes moved at least 2 px per frame
+    pulled = warp_nearest(cache.train_ids[cur - gap], flow)
+    assert (pulled[valid] == cache.train_ids[cur][valid]).mean() > 0.99
+
+
+def test_batches_are_a_function_of_seed_and_step(toy_root):
+    from mpvss_ros.training.batches import PairBatches, SegmentorBatches, StepSampler
+    from mpvss_ros.training.frame_cache import load_split
+
+    cache = load_split(toy_root, "train", with_flow=True)
+    a = SegmentorBatches(cache, 4, seed=3, start_step=0, end_step=10, crop=(32, 64))
+    b = SegmentorBatches(cache, 4, seed=3, start_step=5, end_step=10, crop=(32, 64))
+    assert a[7]["image"].shape == (4, 3, 32, 64)
+    assert np.array_equal(a[7]["image"].numpy(), b[2]["image"].numpy())
+    assert not np.array_equal(a[7]["image"].numpy(), a[8]["image"].numpy())
+    # two ranks split each step's global batch without overlap; an epoch visits every item once
+    r0, r1 = StepSampler(12, 3, 0, 0, 2), StepSampler(12, 3, 0, 1, 2)
+    seen = np.concatenate([np.concatenate([r0.indices(s), r1.indices(s)]) for s in range(2)])
+    assert sorted(seen.tolist()) == list(range(12))
+    pairs = PairBatches(cache, 4, seed=0, start_step=0, end_step=3, max_gap=3, crop=(32, 64), with_flow=True)
+    batch = pairs[1]
+    assert batch["flow"].shape == (4, 2, 32, 64) and batch["valid"].dtype.is_floating_point is False
+    assert 1 <= int(batch["gap"].min()) and int(batch["gap"].max()) <= 3
+
+
+def test_bad_crop_is_rejected(toy_root):
+    from mpvss_ros.training.batches import check_crop
+
+    with pytest.raises(ValueError, match="multiple of 32"):
+        check_crop((40, 64), (64, 128))
+    with pytest.raises(ValueError, match="larger"):
+        check_crop((128, 128), (64, 128))
