@@ -188,12 +188,12 @@ class RosClient:
         wait_for(lambda: sub.get_publisher_count() > 0, timeout, f"a publisher on {topic}")
 
     def send_and_wait(self, pub, msg, topic: str, timeout: float = 30.0):
-        """Publish ``msg`` and wait for the message on ``topic`` carrying its stamp."""
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        """Publish ``msg`` and wait for the message on ``topic`` carrying its header."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
 
         def arrived():
             for m in self.messages(topic):
-                if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp:
+                if (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == stamp:
                     return m
             return None
 
