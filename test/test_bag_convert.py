@@ -136,7 +136,9 @@ def test_metadata_has_what_jazzy_rosbag2_parses(converted):
     assert counts[bag.IMAGE_TOPIC] == 6 and counts[bag.GROUND_TRUTH_TOPIC] == 4
 
 
-def test_cli_convert_and_errors(tmp_path):
+def test_cli_convert_and_errors(tmp_path, capsys):
+    from mpvss_ros.cli import main
+
     _make_folder(tmp_path, split="train")
     out = tmp_path / "cli_bag"
     run = subprocess.run([sys.executable, "-m", "mpvss_ros.cli", "bag", "convert", str(tmp_path),
@@ -150,7 +152,7 @@ def test_cli_convert_and_errors(tmp_path):
     for argv in (["--split", "train", "--out", str(out)],
                  ["--split", "nosuchsplit", "--out", str(tmp_path / "b2")],
                  ["--split", "train", "--out", str(tmp_path / "b3"), "--rate", "0"]):
-        run = subprocess.run([sys.executable, "-m", "mpvss_ros.cli", "bag", "convert", str(tmp_path), *argv],
-                             capture_output=True, text=True)
-        assert run.returncode == 2, argv
-        assert run.stderr.count("\n") == 1 and "error" in run.stderr, run.stderr
+        status = main(["bag", "convert", str(tmp_path), *argv, "--quiet"])
+        err = capsys.readouterr().err
+        assert status == 2, argv
+        assert err.count("\n") == 1 and "error" in err, err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
@@ -44,6 +43,8 @@ def add_arguments(parser) -> None:
                    help="flow control: wait at most this long for a frame's outputs (default 10)")
     e.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
                    help="wait this long for the node to become active (default 180)")
+    e.add_argument("--save-predictions", metavar="PRED_DIR",
+                   help="write the node's labels as PRED_DIR/<city>_<seq>_<frame>_pred_labelIds.png")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(_run=run_evaluate)
 
@@ -115,14 +116,15 @@ def run_evaluate(args) -> int:
     report, figures = evaluate_bag(
         bag, out, info=info, params=args.params, overrides=overrides, attach=args.attach,
         namespace=args.node_namespace, rate_hz=args.rate, timeout_s=args.timeout,
-        startup_timeout_s=args.startup_timeout, progress=not args.quiet)
+        startup_timeout_s=args.startup_timeout, save_predictions=args.save_predictions,
+        progress=not args.quiet)
     _print_summary(report, out, figures)
     return 0
 
 
 def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None, attach=False,
                  namespace="", rate_hz=None, timeout_s=10.0, startup_timeout_s=180.0,
-                 progress=True) -> tuple[dict, dict[str, Path]]:
+                 save_predictions=None, progress=True) -> tuple[dict, dict[str, Path]]:
     """Replay ``bag`` through the node and write report.json (+ .md, plots, strip); returns
     (report, {caption: png path}). Also used by `mpvss demo`."""
     from mpvss_ros.data.bag import bag_info, read_records
@@ -138,7 +140,8 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
             print(f"started node (pid {node.pid}), log {node.log_path}", file=sys.stderr)
     options = ReplayOptions(rate_hz=rate_hz, timeout_s=timeout_s, namespace=namespace,
                             startup_timeout_s=startup_timeout_s, is_alive=node.alive if node else None)
-    scorer = ReplayScorer(total_frames=info.frames, ground_truth_frames=info.ground_truth_frames)
+    scorer = ReplayScorer(total_frames=info.frames, ground_truth_frames=info.ground_truth_frames,
+                          save_predictions=str(save_predictions) if save_predictions else None)
     replayer = None
     try:
         replayer = BagReplayer(options)
@@ -159,7 +162,7 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         if node is not None:
             node.stop()
     method, interval = _method(params_now)
-    model = summary.label_info.get("model") or params_now.get("model") or None
+    model = _model_info(summary.label_info.get("model") or params_now.get("model") or "", params_now)
     replay = {
         "pacing": "as-fast-as-possible" if rate_hz is None else f"{rate_hz:g} Hz",
         "wall_s": round(summary.wall_s, 3),
@@ -170,13 +173,32 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         "schedule": {k.split(".", 1)[1]: v for k, v in params_now.items() if k.startswith("schedule.")},
         "backend": params_now.get("backend"),
     }
-    report = scorer.report(method=method, interval=interval, model=model, data=str(bag), replay=replay)
+    from mpvss_ros.evaluation.evaluate import schedule_gflops
+
+    gflops = schedule_gflops("query-flow" if method != "per-frame" else method, model.pop("gflops", None),
+                             scorer.key_frames, scorer.answered)
+    report = scorer.report(method=method, interval=interval, model=model, data=str(bag), replay=replay,
+                           gflops_per_frame=None if gflops is None else round(gflops, 4))
     out.write_text(json.dumps(report, indent=2) + "\n")
     figures = write_figures(report, scorer, out)
     from mpvss_ros.evaluation.report_md import write_markdown
 
     write_markdown(report, out.with_suffix(".md"), figures, title="MPVSS bag evaluation")
     return report, figures
+
+
+def _model_info(path: str, params: dict) -> dict:
+    """What the report says about the node's model (model.json's size and FLOPs when readable)."""
+    info = {"path": path or None, "backend": params.get("backend")}
+    meta_path = Path(path) / "model.json" if path else None
+    if meta_path is not None and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = {}
+        info["input_size"] = meta.get("input_size")
+        info["gflops"] = (meta.get("metrics") or {}).get("gflops")
+    return info
 
 
 def write_figures(report: dict, scorer, out: Path) -> dict[str, Path]:

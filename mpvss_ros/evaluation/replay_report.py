@@ -48,6 +48,10 @@ def _fit(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(labels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
+def _finite(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else float(x)
+
+
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None, "p99": None}
@@ -59,6 +63,7 @@ def _percentiles(values: list[float]) -> dict:
 class ReplayScorer:
     total_frames: int                   # frames in the bag (to spread the strip samples)
     ground_truth_frames: int = 0        # of which with ground truth
+    save_predictions: str | None = None  # folder for <name>_pred_labelIds.png (as `mpvss evaluate`)
     vc_lengths: tuple[int, ...] = (8, 16)
     frames: int = 0
     answered: int = 0
@@ -74,6 +79,8 @@ class ReplayScorer:
     _compared: int = 0
     _previous: np.ndarray | None = None
     _gt_seen: int = 0
+    _sequence_preds: list = field(default_factory=list)
+    _sequence_gts: list = field(default_factory=list)
 
     def __post_init__(self):
         from mpvss_ros.evaluation.metrics import ConfusionMatrix, VideoConsistency
@@ -92,8 +99,7 @@ class ReplayScorer:
         gt = label_ids_to_train_ids(gt_ids) if gt_ids is not None else None
         if outcome.new_sequence:
             self._previous = None
-            for vc in self.consistency.values():
-                vc.new_sequence()
+            self._close_sequence()
         if pred is not None:
             self.answered += 1
             stats = outcome.stats or {}
@@ -107,6 +113,12 @@ class ReplayScorer:
                 self._changed += float(np.count_nonzero(self._previous != pred)) / pred.size
                 self._compared += 1
             self._previous = pred
+            if self.save_predictions and outcome.name:
+                from mpvss_ros.data.cityscapes import write_label_ids
+                from mpvss_ros.data.labels import train_ids_to_label_ids
+
+                write_label_ids(f"{self.save_predictions}/{outcome.name}_pred_labelIds.png",
+                                train_ids_to_label_ids(pred))
         else:
             self._previous = None
         entry = {"index": outcome.index, "name": outcome.name, "answered": pred is not None,
@@ -118,13 +130,25 @@ class ReplayScorer:
                 pred_gt = _fit(pred, gt.shape)
                 self.confusion.update(pred_gt, gt)
                 entry["miou"] = frame_miou(pred_gt, gt)
-            for vc in self.consistency.values():
-                vc.update(None if pred is None else _fit(pred, gt.shape), gt)
+        if self.ground_truth_frames:  # VC scores whole sequences: keep this one's frames
+            self._sequence_preds.append(None if pred is None else _fit(pred, (gt if gt is not None else pred).shape))
+            self._sequence_gts.append(gt)
         self.timeline.append(entry)
         slot = self._gt_seen if self.ground_truth_frames else self.frames - 1
         if (gt is not None or not self.ground_truth_frames) and slot in self._sample_slots:
             self.samples.append(Sample(outcome.index, outcome.name, outcome.record.image(), pred, gt))
         self._gt_seen += gt is not None
+
+    def _close_sequence(self) -> None:
+        """Score the finished sequence's video consistency (frames without output break windows)."""
+        preds, gts = self._sequence_preds, self._sequence_gts
+        if preds:
+            # A frame the node did not answer cannot be consistent: its window is left out.
+            gts = [g if p is not None else None for p, g in zip(preds, gts)]
+            preds = [p if p is not None else np.zeros((1, 1), np.uint8) for p in preds]
+            for vc in self.consistency.values():
+                vc.add_sequence(preds, gts)
+        self._sequence_preds, self._sequence_gts = [], []
 
     # ------------------------------------------------------------------------------ the report
     @property
@@ -137,11 +161,9 @@ class ReplayScorer:
                  "vc16": None, "ms_per_frame": None if ms is None else round(ms, 3),
                  "gflops_per_frame": gflops_per_frame, "per_class_iou": None}
         if self.has_ground_truth:
-            per_class = self.confusion.per_class_iou()
-            entry.update(
-                miou=float(self.confusion.miou()), fwiou=float(self.confusion.fwiou()),
-                per_class_iou={name: (None if v is None or np.isnan(v) else float(v))
-                               for name, v in zip(TRAIN_CLASS_NAMES, per_class)})
+            self._close_sequence()
+            entry.update(miou=_finite(self.confusion.miou()), fwiou=_finite(self.confusion.fwiou()),
+                         per_class_iou=self.confusion.per_class_iou(TRAIN_CLASS_NAMES))
             for n, vc in self.consistency.items():
                 if f"vc{n}" in entry:
                     entry[f"vc{n}"] = vc.value()
