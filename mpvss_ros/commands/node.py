@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpvss_ros.cli import CommandError
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--params", metavar="FILE",
@@ -25,10 +23,10 @@ def run(args) -> int:
     if args.params:
         path = Path(args.params)
         if not path.is_file():
-            raise CommandError(f"parameter file not found: {path}")
-        if not ros_args:
-            ros_args = ["--ros-args"]
-        ros_args += ["--params-file", str(path)]
+            # FileNotFoundError (not CommandError): reported the same way under `python -m mpvss_ros.cli`
+            raise FileNotFoundError(f"parameter file not found: {path}")
+        # right after --ros-args, so that `-p name:=value` given by the user overrides the file
+        ros_args = ["--ros-args", "--params-file", str(path)] + ros_args[1:]
     from mpvss_ros.ros.node import run as run_node
 
     return run_node(["mpvss_node"] + ros_args, autostart=not args.no_activate)

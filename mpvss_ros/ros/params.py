@@ -160,27 +160,36 @@ def resolve_confidence_classes(requested: list[str], class_names: list[str]) -> 
     return out
 
 
-def default_model_dir() -> Path:
-    """The embedded default model: ``<repo>/models/default`` in a source tree, else the
-    installed ``share/mpvss_ros/models/default`` found through the ament index."""
-    source = Path(__file__).resolve().parents[2] / "models" / "default"
-    if source.is_dir():
-        return source
+def default_model_candidates() -> list[Path]:
+    """Where the embedded default model may be: ``<repo>/models/default`` in a source tree, the
+    installed ``share/mpvss_ros/models/default`` (through the ament index, when available)."""
+    found = [Path(__file__).resolve().parents[2] / "models" / "default"]
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
-            return Path(get_package_share_directory("mpvss_ros")) / "models" / "default"
+            found.append(Path(get_package_share_directory("mpvss_ros")) / "models" / "default")
         except PackageNotFoundError:
             pass
     except ImportError:
         pass
-    return source  # does not exist: configure reports it
+    return found
+
+
+def default_model_dir() -> Path:
+    """The first existing default model directory; FileNotFoundError naming where it looked."""
+    candidates = default_model_candidates()
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError("embedded default model not found (looked in "
+                            f"{', '.join(str(p) for p in candidates)}); set the model parameter")
 
 
 def resolve_model_dir(param: str) -> Path:
     """Model directory from the ``model`` parameter; FileNotFoundError with the reason if absent."""
-    path = Path(os.path.expanduser(param)) if param else default_model_dir()
+    if not param:
+        return default_model_dir()
+    path = Path(os.path.expanduser(param))
     if not path.is_dir():
-        what = "embedded default model" if not param else "model directory"
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise FileNotFoundError(f"model directory not found: {path}")
     return path

@@ -1,0 +1,79 @@
+"""config/segment.yaml against the node's declared parameters, and starting from it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mpvss_ros.ros import params as P
+from test_ros_helpers import RosClient, node_command, wait_for
+
+from conftest import REPO
+
+YAML = REPO / "config" / "segment.yaml"
+ROS_OWN = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _yaml_params() -> dict:
+    doc = yaml.safe_load(YAML.read_text())
+    assert list(doc) == ["/**"], "parameters must sit under /** so that namespacing works"
+    return _flatten(doc["/**"]["ros__parameters"])
+
+
+def test_yaml_has_every_declared_parameter_with_its_default():
+    values = _yaml_params()
+    assert set(values) == {s.name for s in P.SPECS}
+    for spec in P.SPECS:
+        assert values[spec.name] == spec.default, spec.name
+        assert type(values[spec.name]) is type(spec.default), spec.name
+        assert P.check_value(spec.name, values[spec.name]) is None
+    # every parameter has a comment line above it in the file
+    lines = YAML.read_text().splitlines()
+    leaves = {n.split(".")[-1] for n in values}
+    commented = [line.strip().split(":")[0] for i, line in enumerate(lines)
+                 if line.strip().split(":")[0] in leaves and lines[i - 1].strip().startswith("#")]
+    assert sorted(commented) == sorted(n.split(".")[-1] for n in values)
+
+
+@pytest.mark.ros
+def test_node_started_with_params_file_declares_exactly_the_yaml(ros_domain, spawn, tmp_path):
+    spawn(node_command("--params-file", str(YAML), "-p", f"model:={tmp_path}", "-r", "__ns:=/robot1",
+                       autostart=True), name="node")
+    client = RosClient("/robot1/mpvss_segmenter")
+    try:
+        wait_for(lambda: client.get_state() == "active", 60, "node active (configured from the yaml)")
+        names = set(client.list_parameters()) - ROS_OWN
+        expected = _yaml_params()
+        assert names == set(expected)
+        got = client.get_parameters(sorted(expected))
+        expected["model"] = str(tmp_path)  # overridden on the command line
+        assert got == expected
+    finally:
+        client.close()
+
+
+def test_mpvss_node_rejects_a_missing_params_file(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "mpvss_ros.cli", "node", "--params",
+                          str(tmp_path / "nope.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"mpvss node: error: parameter file not found: {tmp_path / 'nope.yaml'}"
+
+
+@pytest.mark.ros
+def test_mpvss_node_exits_with_the_configure_failure_reason(ros_domain, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "mpvss_ros.cli", "node", "--params", str(YAML),
+                          "--ros-args", "-p", f"model:={tmp_path / 'missing'}"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 1
+    assert f"configure failed: model directory not found: {tmp_path / 'missing'}" in res.stderr
