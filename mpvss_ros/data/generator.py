@@ -27,15 +27,16 @@ def render_sequence(seed: int, index: int, frames: int, size: tuple[int, int]):
     """Yield (image, label_ids, flow, valid) for each frame of sequence `index`."""
     rng = np.random.default_rng([seed, index])
     renderer = Renderer(make_scene(rng, frames, size))
-    prev_obj = None
+    prev_segments = None
     for t in range(frames):
         image, label_ids, obj, prev_points = renderer.render(t)
-        if prev_obj is None:  # the first frame has no predecessor: all flow invalid
+        segments = renderer.segment_ids(obj, label_ids)
+        if prev_segments is None:  # the first frame has no predecessor: all flow invalid
             flow = np.zeros(size + (2,), np.float32)
             valid = np.zeros(size, bool)
         else:
-            flow, valid = renderer.backward_flow(t, obj, prev_points, prev_obj)
-        prev_obj = obj
+            flow, valid = renderer.backward_flow(t, segments, prev_points, prev_segments)
+        prev_segments = segments
         yield image, label_ids, flow, valid
 
 

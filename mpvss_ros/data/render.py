@@ -4,7 +4,9 @@ Every pixel's ray is intersected with the ground plane, the two facade planes an
 plane; the nearest hit wins (z-buffer). Because every surface point has a known world position
 and velocity, the flow to the previous frame is computed analytically: project the point's
 previous position with the previous camera. A pixel is valid when that point was visible then
-(same object at the nearest previous pixel) and inside the image.
+and inside the image: the nearest previous pixel shows the same object with the same class (so
+a point on a class edge inside one object, where nearest-pixel sampling is ambiguous, is also
+marked invalid).
 """
 from __future__ import annotations
 
@@ -197,14 +199,19 @@ class Renderer:
         cv.put(idx[m], th[m].astype(np.float32), lid[m], rgb[m], sp.oid, (p[m] - sp.vel).astype(np.float32))
 
     # -- flow --------------------------------------------------------------------------------
-    def backward_flow(self, t: int, obj: np.ndarray, prev_points: np.ndarray, prev_obj: np.ndarray
+    @staticmethod
+    def segment_ids(obj: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
+        """Object and class in one integer: what must match between frames for a valid pixel."""
+        return obj.astype(np.int64) * 256 + label_ids
+
+    def backward_flow(self, t: int, segments: np.ndarray, prev_points: np.ndarray, prev_segments: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
         """Flow from frame t to t-1 ((H,W,2): where each pixel of t was in t-1) and its valid mask."""
         cam = self.scene.camera
         rot_prev = cam.rotation(t - 1)
-        objf = obj.ravel()
-        sky = objf == OBJ_SKY
-        hood = objf == OBJ_HOOD
+        objf = segments.ravel()
+        sky = objf // 256 == OBJ_SKY
+        hood = objf // 256 == OBJ_HOOD
         rot_prev = rot_prev.astype(np.float32)
         q = (prev_points - cam.centres[t - 1].astype(np.float32)) @ rot_prev
         rays_now = self.rays_cam[sky] @ cam.rotation(t).T.astype(np.float32)
@@ -220,6 +227,6 @@ class Renderer:
         vi = np.rint(np.where(np.isfinite(vp), vp, -1)).astype(np.int64)
         inside = front & (ui >= 0) & (ui < self.w) & (vi >= 0) & (vi < self.h)
         valid = np.zeros_like(inside)
-        valid[inside] = prev_obj.ravel()[vi[inside] * self.w + ui[inside]] == objf[inside]
+        valid[inside] = prev_segments.ravel()[vi[inside] * self.w + ui[inside]] == objf[inside]
         flow[~valid] = 0.0
         return flow.reshape(self.h, self.w, 2).astype(np.float32), valid.reshape(self.h, self.w)

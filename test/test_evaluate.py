@@ -1,0 +1,131 @@
+"""`mpvss evaluate` with the oracle runner, checked against cityscapesScripts' own evaluator."""
+import glob
+import json
+
+import numpy as np
+import pytest
+
+from mpvss_ros.cli import main
+from mpvss_ros.data.generator import generate
+from mpvss_ros.evaluation.evaluate import evaluate, schedule_gflops
+from mpvss_ros.evaluation.oracle import OracleRunner
+
+KEYS = {"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame", "gflops_per_frame", "per_class_iou"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = root / "data"
+    generate(data, "val", sequences=2, frames=17, size=(128, 256), seed=11, workers=1, progress=False)
+    report_path, pred = root / "report.json", root / "pred"
+    code = main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle",
+                 "--methods", "per-frame,copy,optical-flow,query-flow", "--intervals", "1,5,10",
+                 "--out", str(report_path), "--save-predictions", str(pred)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    rows = {(r["method"], r["interval"]): r for r in report["results"]}
+    return data, pred, report, rows
+
+
+def test_report_has_the_design_keys(run):
+    _, _, report, rows = run
+    assert set(report) == {"results", "model", "data"}
+    assert all(set(r) == KEYS for r in report["results"])
+    assert set(rows) == {("per-frame", 1)} | {(m, k) for m in ("copy", "optical-flow", "query-flow")
+                                               for k in (1, 5, 10)}
+    assert report["data"]["sequences"] == 2 and report["data"]["annotated_frames"] == 34
+    assert report["model"]["backend"] == "oracle"
+    assert all(r["gflops_per_frame"] is None for r in report["results"])  # the oracle has no FLOPs
+    assert len(rows[("copy", 5)]["per_class_iou"]) == 19
+
+
+def test_copy_degrades_with_interval_and_optical_flow_beats_copy(run):
+    _, _, _, rows = run
+    assert rows[("per-frame", 1)]["miou"] == pytest.approx(1.0)
+    assert rows[("per-frame", 1)]["vc8"] == pytest.approx(1.0)
+    assert rows[("copy", 1)]["miou"] == pytest.approx(1.0)
+    copy = [rows[("copy", k)]["miou"] for k in (1, 5, 10)]
+    assert copy[0] > copy[1] > copy[2]
+    assert copy[2] < 0.8  # the data punishes reusing old labels
+    for k in (5, 10):
+        assert rows[("optical-flow", k)]["miou"] > rows[("copy", k)]["miou"] + 0.02
+        assert rows[("copy", k)]["vc8"] < 1.0
+    # the oracle's propagate is a copy
+    assert rows[("query-flow", 10)]["miou"] == pytest.approx(rows[("copy", 10)]["miou"])
+
+
+@pytest.mark.parametrize("folder", ["copy_k5", "optical-flow_k10"])
+def test_miou_equals_cityscapesscripts_evaluator(run, folder, monkeypatch):
+    data, pred, _, rows = run
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
+
+    args = cs_eval.args
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(data))
+    monkeypatch.setenv("CITYSCAPES_RESULTS", str(pred / folder))  # read by getPrediction
+    for name, value in {"predictionPath": None, "predictionWalk": None, "evalInstLevelScore": False,
+                        "JSONOutput": False, "quiet": True, "cityscapesPath": str(data),
+                        "groundTruthSearch": str(data / "gtFine" / "val" / "*" / "*_gtFine_labelIds.png")}.items():
+        monkeypatch.setattr(args, name, value, raising=False)
+    gt_files = sorted(glob.glob(args.groundTruthSearch))
+    assert len(gt_files) == 34
+    predictions = [cs_eval.getPrediction(args, g) for g in gt_files]
+    result = cs_eval.evaluateImgLists(predictions, gt_files, args)
+    method, k = folder.rsplit("_k", 1)
+    ours = rows[(method, int(k))]
+    assert ours["miou"] == pytest.approx(result["averageScoreClasses"], abs=1e-3)
+    for name, iou in ours["per_class_iou"].items():
+        theirs = result["classScores"][name]
+        assert (iou is None and np.isnan(theirs)) or iou == pytest.approx(theirs, abs=1e-6)
+
+
+class RecordingRunner(OracleRunner):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls = []
+
+    def key_frame(self, image):
+        self.calls.append(("key", image.shape))
+        return super().key_frame(image)
+
+    def propagate(self, key, image):
+        self.calls.append(("propagate", image.shape))
+        return super().propagate(key, image)
+
+
+def test_runner_input_size_and_key_schedule(run, tmp_path):
+    data, _, _, _ = run
+    runner = RecordingRunner(data, "val", input_size=(64, 128), max_sequences=1)
+    report = evaluate(data, "val", runner, ["query-flow"], [4], save_predictions=tmp_path, max_sequences=1,
+                      progress=False)
+    # 17 frames, k = 4: key frames 0, 4, 8, 12, 16
+    assert [c[0] for c in runner.calls].count("key") == 5
+    assert [c[0] for c in runner.calls].count("propagate") == 12
+    assert all(c[1] == (64, 128, 3) for c in runner.calls)
+    row = report["results"][0]
+    assert 0.5 < row["miou"] < 1.0  # labels predicted at half size, scored at full size
+    saved = sorted(tmp_path.glob("query-flow_k4/*_pred_labelIds.png"))
+    assert len(saved) == 17 and saved[0].name == "synth_000000_000000_pred_labelIds.png"
+    import cv2
+    assert cv2.imread(str(saved[0]), cv2.IMREAD_UNCHANGED).shape == (128, 256)
+
+
+def test_schedule_gflops():
+    g = {"key": 100.0, "nonkey": 20.0}
+    assert schedule_gflops("per-frame", g, 10, 10) == 100.0
+    assert schedule_gflops("copy", g, 2, 10) == pytest.approx(20.0)
+    assert schedule_gflops("query-flow", g, 2, 10) == pytest.approx((200 + 160) / 10)
+    assert schedule_gflops("optical-flow", g, 2, 10) is None
+    assert schedule_gflops("copy", None, 2, 10) is None
+
+
+def test_cli_errors_are_one_line(run, tmp_path, capsys):
+    data = run[0]
+    assert main(["evaluate", "--data", str(data), "--split", "val", "--model", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--methods", "magic",
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--intervals", "0",
+                 "--out", str(tmp_path / "r.json")]) == 2
