@@ -28,7 +28,7 @@ def write_flow_png(path: str | Path, flow: np.ndarray, valid: np.ndarray | None 
     rgb = np.dstack([enc[..., 0], enc[..., 1], valid.astype(np.uint16)])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), rgb[..., ::-1]):  # OpenCV writes BGR
+    if not cv2.imwrite(str(path), rgb[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1]):  # OpenCV writes BGR
         raise OSError(f"could not write {path}")
 
 

@@ -60,11 +60,13 @@ class Renderer:
         c = cam.centres[t].astype(np.float32)
         rays = self.rays_cam @ cam.rotation(t).T.astype(np.float32)
         cv = _Canvas(self.h * self.w)
-        self._ground(cv, rays, c)
+        # Near-to-far-ish order so that the depth pre-tests skip shading of hidden ground pixels.
+        rot = cam.rotation(t)
+        for sp in sc.sprites:
+            self._sprite(cv, rays, c, rot, sp, t)
         for side in (0, 1):
             self._facade(cv, rays, c, side)
-        for sp in sc.sprites:
-            self._sprite(cv, rays, c, cam.rotation(t), sp, t)
+        self._ground(cv, rays, c)
         self._sky(cv, rays)
         hood = np.flatnonzero(self.hood)
         shade_rows = (self.v[hood] / self.h - 0.9) * 2
@@ -94,9 +96,10 @@ class Renderer:
     def _ground(self, cv: _Canvas, rays: np.ndarray, c: np.ndarray) -> None:
         sc, tex = self.scene, self.scene.textures
         idx = np.flatnonzero(rays[:, 1] < -1e-6)
-        d = rays[idx]
-        t = -c[1] / d[:, 1]
-        p = c[None, :] + t[:, None] * d
+        t = -c[1] / rays[idx, 1]
+        seen = t < cv.depth[idx]
+        idx, t = idx[seen], t[seen]
+        p = c[None, :] + t[:, None] * rays[idx]
         x, z = p[:, 0], p[:, 2]
         ax = np.abs(x)
         side = (x > 0).astype(np.intp)
@@ -140,7 +143,7 @@ class Renderer:
         veg_top = np.where(kind == LOT_VEGETATION, silhouette, np.where(kind == LOT_FENCE, silhouette, 0))
         top = np.select([kind == LOT_BUILDING, kind == LOT_WALL, kind == LOT_GAP], [lots.top[li], lots.low[li], 0.0],
                         veg_top)
-        inside = (y >= 0) & (y <= top) & (z >= lots.start[0]) & (z < lots.end[-1])
+        inside = (y >= 0) & (y <= top) & (z >= lots.start[0]) & (z < lots.end[-1]) & (t < cv.depth[idx])
         idx, t, p, y, z, li, kind, grain = (a[inside] for a in (idx, t, p, y, z, li, kind, grain))
         n = len(idx)
         lid = np.full(n, L["building"], np.uint8)
@@ -172,7 +175,7 @@ class Renderer:
 
     def _sprite(self, cv: _Canvas, rays, c, rot, sp, t: int) -> None:
         o = sp.position(t)
-        if o[2] - c[2] < 1.5:
+        if not 1.5 < o[2] - c[2] < 110.0:  # beyond 110 m objects are a few pixels; skip the cost
             return
         corners = np.array([[o[0] + dx, o[1] + dy, o[2]] for dx in (-sp.width / 2, sp.width / 2)
                             for dy in (0.0, sp.height)])
@@ -184,7 +187,7 @@ class Renderer:
         vs = -cam.f * q[:, 1] / q[:, 2] + cam.cy
         u0, u1 = max(int(np.floor(us.min())), 0), min(int(np.ceil(us.max())), self.w - 1)
         v0, v1 = max(int(np.floor(vs.min())), 0), min(int(np.ceil(vs.max())), self.h - 1)
-        if u0 > u1 or v0 > v1:
+        if u0 > u1 or v0 > v1 or vs.max() - vs.min() < 2.0:  # off screen, or too far to matter
             return
         vv, uu = np.mgrid[v0:v1 + 1, u0:u1 + 1]
         idx = (vv * self.w + uu).ravel()

@@ -30,12 +30,14 @@ def sample(tile: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     count = x.size
     if count == 0:
         return np.zeros(0, np.float32)
-    # cv2.remap is ~2x faster than numpy gathers; it needs 2-D maps shorter than 32767 per side.
-    width = 1024
+    # cv2.remap is ~2x faster than numpy gathers; its maps must be shorter than 32767 per side.
+    width = min(count, 1024)
     rows = -(-count // width)
-    pad = rows * width - count
-    mx = np.pad(np.mod(x, n), (0, pad)).reshape(rows, width)
-    my = np.pad(np.mod(y.ravel(), n), (0, pad)).reshape(rows, width)
+    mx = np.zeros(rows * width, np.float32)
+    my = np.zeros(rows * width, np.float32)
+    np.mod(x, n, out=mx[:count])
+    np.mod(y.ravel(), n, out=my[:count])
+    mx, my = mx.reshape(rows, width), my.reshape(rows, width)
     return cv2.remap(tile, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP).ravel()[:count]
 
 
