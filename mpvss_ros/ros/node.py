@@ -35,13 +35,13 @@ from mpvss_ros.runtime.schedule import KeyFrameSchedule
 from mpvss_ros.runtime.segmenter import VideoSegmenter
 
 NODE_NAME = "mpvss_segmenter"
-RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=) -> Runner
+RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=, device=) -> Runner
 _THROTTLE_S = 5.0
 
 
-def create_default_runner(model_dir, *, backend: str, providers, threads: int):
+def create_default_runner(model_dir, *, backend: str, providers, threads: int, device: str):
     from mpvss_ros.runtime.runners import create_runner
-    return create_runner(model_dir, backend, providers=providers, threads=threads)
+    return create_runner(model_dir, backend, providers=providers, threads=threads, device=device)
 
 
 class SegmenterNode(LifecycleNode):
@@ -156,7 +156,7 @@ class SegmenterNode(LifecycleNode):
         model_dir = P.resolve_model_dir(values["model"])
         providers = "auto" if values["providers"] == ["auto"] else values["providers"]
         runner = self._runner_factory(model_dir, backend=values["backend"], providers=providers,
-                                      threads=values["threads"])
+                                      threads=values["threads"], device=values["device"])
         self._runner, self._model_dir = runner, str(model_dir)
         classes = P.resolve_confidence_classes(values["confidence_classes"], list(runner.class_names))
         self._segmenter = VideoSegmenter(runner, KeyFrameSchedule(settings),

@@ -77,6 +77,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "onnxruntime", "inference backend: onnxruntime | torch", _one_of(BACKENDS)),
     ParamSpec("providers", ["auto"], "ONNX Runtime providers in order of preference, or ['auto'] "
               "(TensorRT -> CUDA -> CPU, whichever is available)", _providers),
+    ParamSpec("device", "cpu", "torch backend device: cpu | cuda | cuda:N", _string),
     ParamSpec("threads", 0, "intra-op CPU threads for the backend; 0 = backend default",
               _int_range(0, 256)),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the image subscription: "
