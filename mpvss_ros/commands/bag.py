@@ -178,7 +178,7 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
     gflops = schedule_gflops("query-flow" if method != "per-frame" else method, model.pop("gflops", None),
                              scorer.key_frames, scorer.answered)
     report = scorer.report(method=method, interval=interval, model=model, data=str(bag), replay=replay,
-                           gflops_per_frame=None if gflops is None else round(gflops, 4))
+                           gflops_per_frame=gflops)
     out.write_text(json.dumps(report, indent=2) + "\n")
     figures = write_figures(report, scorer, out)
     from mpvss_ros.evaluation.report_md import write_markdown
