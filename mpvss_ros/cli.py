@@ -65,4 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module so that `CommandError` raised by sub-commands (imported
+    # from mpvss_ros.cli) is the class caught here, not a __main__ copy of it.
+    from mpvss_ros.cli import main as _main
+
+    sys.exit(_main())

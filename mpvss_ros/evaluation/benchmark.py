@@ -1,0 +1,101 @@
+"""Latency and throughput of a model through the runtime, all measured in one run.
+
+Key and non-key latency are medians over repeated calls after warm-up; pipeline FPS runs the
+whole `VideoSegmenter` (resize, schedule, inference, output resize) over a moving synthetic
+sequence at the camera size for each key interval, so the ratios come from one process, one
+machine state.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from mpvss_ros.runtime.schedule import KeyFrameSchedule
+from mpvss_ros.runtime.segmenter import VideoSegmenter
+
+
+def moving_frames(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
+    """A textured scene panning 3 px/frame, so propagation has real motion to follow."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 8 + 1, (w + 3 * count) // 8 + 2, 3), dtype=np.uint8)
+    import cv2
+
+    big = cv2.resize(base, (base.shape[1] * 8, base.shape[0] * 8), interpolation=cv2.INTER_LINEAR)
+    return [np.ascontiguousarray(big[:h, 3 * i: 3 * i + w]) for i in range(count)]
+
+
+def _median_ms(fn, repeats: int, warmup: int) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), times
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def benchmark_runner(runner, camera_size: tuple[int, int], intervals=(1, 2, 5, 10),
+                     repeats: int = 20, warmup: int = 3, pipeline_frames: int = 40,
+                     progress=print) -> dict:
+    """Measure key / non-key latency and pipeline FPS per key interval."""
+    from mpvss_ros.runtime.preprocess import resize_image
+
+    frames = moving_frames(camera_size, max(pipeline_frames, 2))
+    model_in = [resize_image(f, tuple(runner.input_size)) for f in frames[:2]]
+    progress(f"key frame latency ({repeats} runs after {warmup} warm-up)")
+    key_ms, key_times = _median_ms(lambda: runner.key_frame(model_in[0]), repeats, warmup)
+    key_state, _ = runner.key_frame(model_in[0])
+    progress(f"non-key frame latency ({repeats} runs after {warmup} warm-up)")
+    nonkey_ms, nonkey_times = _median_ms(lambda: runner.propagate(key_state, model_in[1]), repeats, warmup)
+    pipeline = {}
+    for k in intervals:
+        seg = VideoSegmenter(runner, KeyFrameSchedule.create(mode="interval", interval=k))
+        seg.process(frames[0], 0.0)  # warm the path; not counted
+        seg.reset()
+        n = max(pipeline_frames, 2 * k)
+        t0 = time.perf_counter()
+        for i in range(n):
+            seg.process(frames[i % len(frames)], i / 30.0)
+        pipeline[str(k)] = n / (time.perf_counter() - t0)
+        progress(f"pipeline k={k}: {pipeline[str(k)]:.2f} FPS over {n} frames")
+    per_frame = pipeline.get("1")
+    return {
+        "key_ms": key_ms,
+        "nonkey_ms": nonkey_ms,
+        "key_over_nonkey": key_ms / nonkey_ms,
+        "key_ms_p90": float(np.percentile(key_times, 90)),
+        "nonkey_ms_p90": float(np.percentile(nonkey_times, 90)),
+        "per_frame_fps": per_frame,
+        "pipeline_fps": pipeline,
+        "speedup_k5": (pipeline["5"] / per_frame) if per_frame and "5" in pipeline else None,
+        "camera_size": list(camera_size),
+        "model_input_size": list(runner.input_size),
+        "backend": runner.backend,
+        "providers": list(runner.providers),
+        "machine": machine_info(),
+    }

@@ -1,0 +1,102 @@
+"""ROS overhead: what DDS transport, image conversion and message building add to inference.
+
+A real loop: this process publishes sensor_msgs/Image frames, a separate `mpvss node` process
+segments them and publishes its outputs, this process receives them. For each frame,
+overhead = (labels received − image sent) − the node's own inference time (from ClassStats).
+Frames are sent one at a time (the next after the previous result arrives) so no queueing
+inflates the numbers.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _start_node(model_dir: Path, backend: str, namespace: str, interval: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mpvss_ros.cli", "node", "--ros-args",
+           "-r", f"__ns:={namespace}", "-r", "image:=/bench/image_raw",
+           "-p", f"model:={model_dir}", "-p", f"backend:={backend}",
+           "-p", "schedule.mode:=interval", "-p", f"schedule.interval:={interval}",
+           "-p", "input_reliability:=reliable"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+
+
+def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 30,
+                         backend: str = "onnxruntime", interval: int = 5,
+                         timeout_s: float = 120.0) -> dict:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from mpvss_ros.evaluation.benchmark import moving_frames
+    from mpvss_ros.msg import ClassStats
+
+    namespace = f"/bench{os.getpid()}"
+    node_proc = _start_node(Path(model_dir).resolve(), backend, namespace, interval)
+    rclpy.init(args=None)
+    node = rclpy.create_node(f"mpvss_bench_{os.getpid()}")
+    try:
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pub = node.create_publisher(Image, "/bench/image_raw", qos)
+        received: dict[int, float] = {}
+        stats: dict[int, float] = {}
+
+        def on_labels(msg):
+            received[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = time.perf_counter()
+
+        def on_stats(msg):
+            stats[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg.inference_ms
+
+        node.create_subscription(Image, f"{namespace}/mpvss_segmenter/labels", on_labels, qos)
+        node.create_subscription(ClassStats, f"{namespace}/mpvss_segmenter/class_stats", on_stats, qos)
+        imgs = moving_frames(size, 8)
+        h, w = size
+        deadline = time.monotonic() + timeout_s
+        # Wait until the node is Active and subscribed.
+        while pub.get_subscription_count() == 0:
+            if node_proc.poll() is not None:
+                raise RuntimeError("node exited: " + node_proc.stderr.read().decode()[-500:])
+            if time.monotonic() > deadline:
+                raise TimeoutError("node did not subscribe to the bench image topic")
+            rclpy.spin_once(node, timeout_sec=0.1)
+        latency, overhead = [], []
+        for i in range(frames + 2):  # the first two warm up
+            msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, is_bigendian=0)
+            msg.header.frame_id = "camera"
+            msg.header.stamp.sec, msg.header.stamp.nanosec = i + 1, 0
+            msg.data = imgs[i % len(imgs)].tobytes()
+            key = (i + 1) * 10**9
+            sent = time.perf_counter()
+            pub.publish(msg)
+            while (key not in received or key not in stats) and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            if key not in received or key not in stats:
+                raise TimeoutError(f"no output for frame {i} within {timeout_s:.0f} s")
+            if i >= 2:
+                e2e = (received[key] - sent) * 1e3
+                latency.append(e2e)
+                overhead.append(e2e - stats[key])
+        inference = [stats[(i + 1) * 10**9] for i in range(2, frames + 2)]
+        frame_ms = statistics.median(latency)
+        return {
+            "size": [h, w], "frames": frames, "interval": interval,
+            "latency_ms_p50": frame_ms,
+            "inference_ms_p50": statistics.median(inference),
+            "overhead_ms": statistics.median(overhead),
+            "overhead_fraction": statistics.median(overhead) / frame_ms,
+            "overhead_ms_p90": float(np.percentile(overhead, 90)),
+        }
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        node_proc.terminate()
+        try:
+            node_proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()

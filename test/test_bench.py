@@ -1,0 +1,48 @@
+"""`mpvss bench` end to end on a tiny random model: every bench.json key, values consistent."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpvss_ros.model.export import export_random_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_model")
+    export_random_model(out, size=(64, 128))
+    return out
+
+
+def test_bench_writes_design_keys(tiny_model, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpvss_ros.cli", "bench", "--model", str(tiny_model), "--size", "96x192",
+         "--out", str(out), "--repeats", "3", "--warmup", "1", "--frames", "10",
+         "--ros-size", "128x256", "--ros-frames", "4"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bench = json.loads(out.read_text())
+    for key in ("key_ms", "nonkey_ms", "key_over_nonkey", "per_frame_fps", "pipeline_fps", "speedup_k5",
+                "ros_overhead_ms", "backend", "providers", "machine"):
+        assert key in bench, key
+    assert bench["key_ms"] > 0 and bench["nonkey_ms"] > 0
+    assert bench["key_over_nonkey"] == pytest.approx(bench["key_ms"] / bench["nonkey_ms"])
+    assert set(bench["pipeline_fps"]) == {"1", "2", "5", "10"}
+    assert bench["per_frame_fps"] == bench["pipeline_fps"]["1"]
+    assert bench["speedup_k5"] == pytest.approx(bench["pipeline_fps"]["5"] / bench["pipeline_fps"]["1"])
+    assert bench["camera_size"] == [96, 192] and bench["model_input_size"] == [64, 128]
+    assert bench["backend"] == "onnxruntime" and "CPUExecutionProvider" in bench["providers"]
+    assert bench["gflops"]["key"] > bench["gflops"]["nonkey"] > 0
+    ros = bench["ros"]
+    assert ros["size"] == [128, 256] and ros["frames"] == 4
+    assert 0 < ros["inference_ms_p50"] < ros["latency_ms_p50"]
+    assert bench["ros_overhead_ms"] == ros["overhead_ms"] > 0
+
+
+def test_bench_rejects_a_non_model_directory(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mpvss_ros.cli", "bench", "--model", str(tmp_path),
+                           "--out", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no model.json" in proc.stderr and proc.stderr.count("\n") == 1
