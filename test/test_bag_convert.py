@@ -66,6 +66,9 @@ def test_rosbags_reads_back_equal_values(converted):
     np.testing.assert_array_equal(np.diff(stamps), [100_000_000, 100_000_000, 1_000_000_000,
                                                    100_000_000, 100_000_000])
     assert all(r.stamp_ns == r.log_ns for r in records)
+    ts = bag.typestore()
+    header = ts.deserialize_cdr(records[4].image_cdr, bag.IMAGE_TYPE).header  # read in place above
+    assert records[4].stamp_ns == header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
     assert [r.new_sequence for r in records] == [True, False, False, True, False, False]
     assert {r.sequence for r in records[3:]} == {f"{CITY}_000002_000010"}
 

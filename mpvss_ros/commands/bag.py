@@ -66,7 +66,7 @@ def run_convert(args) -> int:
     summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate, progress=not args.quiet)
     h, w = summary.size
     print(f"wrote {summary.path}: {summary.frames} frames ({summary.ground_truth_frames} with ground truth) "
-          f"in {len(summary.sequences)} sequences, {w}x{h}, {args.rate:g} Hz, {summary.duration_s:.1f} s")
+          f"in {len(summary.sequences)} sequences, {h}x{w}, {args.rate:g} Hz, {summary.duration_s:.1f} s")
     return 0
 
 

@@ -24,6 +24,7 @@ Jazzy's metadata parser requires it to be a map (rosbags writes ``null`` when it
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -242,8 +243,16 @@ def decode_mono8(msg) -> np.ndarray:
     return data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width].copy()
 
 
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+def cdr_header_stamp_ns(raw: bytes) -> int:
+    """Header stamp of a serialised message that starts with std_msgs/Header, read in place.
+
+    CDR: 4 bytes of encapsulation (byte 1: 0 big-, 1 little-endian), then the header's
+    builtin_interfaces/Time (int32 sec, uint32 nanosec) — no need to decode a whole image.
+    """
+    if len(raw) < 12 or raw[1] not in (0, 1):
+        raise ValueError("not a CDR-encoded message")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 @dataclass
@@ -330,8 +339,7 @@ def _group_records(ts, group, image_topic: str, camera_info: list) -> Iterator[B
             side["name"] = ts.deserialize_cdr(raw, STRING_TYPE).data
     for topic, log_ns, raw in group:
         if topic == image_topic:
-            header = ts.deserialize_cdr(raw, IMAGE_TYPE).header
-            yield BagRecord(stamp_ns=_stamp_ns(header), log_ns=log_ns, image_cdr=raw,
+            yield BagRecord(stamp_ns=cdr_header_stamp_ns(raw), log_ns=log_ns, image_cdr=raw,
                             camera_info_cdr=side.get("info", camera_info[0]), name=side.get("name"),
                             label_ids=side.get("labels"), _ts=ts)
 

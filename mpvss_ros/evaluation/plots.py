@@ -70,9 +70,13 @@ def latency_histogram(latencies_ms: list[float], path, title: str = "Latency (in
 
 
 def miou_over_time(timeline: list[dict], path, title: str = "mIoU per frame") -> Path:
-    """Per-frame mIoU (ground-truth frames) against the frame index; key frames as red ticks."""
+    """Per-frame mIoU (ground-truth frames) against the frame index; key frames as red ticks,
+    sequence starts as dotted lines."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.5))
+    for t in timeline:
+        if t.get("new_sequence") and t["index"] > 0:
+            ax.axvline(t["index"] - 0.5, color="#95a5a6", linestyle=":", linewidth=1)
     scored = [(t["index"], t["miou"]) for t in timeline if t.get("miou") is not None]
     if scored:
         x, y = zip(*scored)

@@ -122,6 +122,7 @@ class ReplayScorer:
         else:
             self._previous = None
         entry = {"index": outcome.index, "name": outcome.name, "answered": pred is not None,
+                 "new_sequence": bool(outcome.new_sequence),
                  "key_frame": bool((outcome.stats or {}).get("key_frame")), "miou": None}
         if gt is not None:
             if pred is None:
