@@ -117,6 +117,7 @@ def test_report_files_are_written_with_sane_values(replayed):
     assert r["model"]["path"].endswith("model") and r["model"]["input_size"] == list(SIZE)
     assert r["replay"]["pacing"] == "as-fast-as-possible" and r["replay"]["fps"] > 0
     assert r["replay"]["schedule"]["interval"] == INTERVAL
+    assert r["replay"]["input_reliability"] == "reliable"  # the started node's default for bags
     md = out.with_suffix(".md").read_text()
     assert f"| query-flow | {INTERVAL} | {100 * rep['miou']:.1f} |" in md
     for suffix in ("per_class_iou", "latency", "miou_over_time", "overlay_strip"):

@@ -38,7 +38,8 @@ def add_arguments(parser) -> None:
     e.add_argument("--node-namespace", default="", metavar="NS", help="namespace of the node (default: none)")
     e.add_argument("--model", metavar="MODEL_DIR", help="model directory for the node it starts (overrides the params file)")
     e.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
-                   help="extra node parameter for the node it starts, e.g. schedule.interval:=2 (repeatable)")
+                   help="extra node parameter for the node it starts, e.g. schedule.interval:=2 (repeatable); "
+                   "the started node takes input_reliability:=reliable unless set here")
     e.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="flow control: wait at most this long for a frame's outputs (default 10)")
     e.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
@@ -134,6 +135,10 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
     info = info or bag_info(bag)
     node = None
     if not attach:
+        # Reliable input by default: a bag evaluation wants every frame delivered (best-effort
+        # large images are lost under some DDS setups); --set input_reliability:=best_effort
+        # measures the camera-like QoS instead.
+        overrides = {"input_reliability": "reliable", **(overrides or {})}
         node = NodeProcess(params=params, namespace=namespace, overrides=overrides,
                            log_path=out.with_name(out.stem + "_node.log")).start()
         if progress:
@@ -152,7 +157,7 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
             bar.close()
         params_now = replayer.node_parameters(
             ["schedule.mode", "schedule.interval", "schedule.period_s", "model", "backend",
-             "output_resolution", "label_format"])
+             "output_resolution", "label_format", "input_reliability"])
     except (TimeoutError, RuntimeError) as exc:
         detail = node.last_log_line() if node is not None and not node.alive() else ""
         raise CommandError(f"{exc}" + (f"; node said: {detail}" if detail else "")) from None
@@ -172,6 +177,8 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         "namespace": namespace or "/",
         "schedule": {k.split(".", 1)[1]: v for k, v in params_now.items() if k.startswith("schedule.")},
         "backend": params_now.get("backend"),
+        "input_reliability": params_now.get("input_reliability"),
+        "node_overrides": dict(overrides or {}) if not attach else None,
     }
     from mpvss_ros.evaluation.evaluate import schedule_gflops
 
