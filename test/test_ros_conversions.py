@@ -1,0 +1,130 @@
+"""sensor_msgs/Image <-> numpy, parameter checks, mailbox and class statistics (no DDS)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from mpvss_ros.ros import conversions as C
+from mpvss_ros.ros import params as P
+from mpvss_ros.ros.publishers import class_stats
+from mpvss_ros.ros.worker import Mailbox
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+
+def _msg(arr: np.ndarray, encoding: str, step: int | None = None) -> Image:
+    msg = Image()
+    msg.height, msg.width = arr.shape[:2]
+    msg.encoding = encoding
+    row = arr.shape[1] * (arr.shape[2] if arr.ndim == 3 else 1)
+    msg.step = step or row
+    padded = np.zeros((arr.shape[0], msg.step), np.uint8)
+    padded[:, :row] = arr.reshape(arr.shape[0], row)
+    msg.data = padded.tobytes()
+    return msg
+
+
+RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding,pixels", [
+    ("rgb8", RGB), ("bgr8", RGB[..., ::-1]),
+    ("rgba8", np.concatenate([RGB, np.full((5, 7, 1), 9, np.uint8)], 2)),
+    ("bgra8", np.concatenate([RGB[..., ::-1], np.full((5, 7, 1), 9, np.uint8)], 2)),
+])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_color_encodings_to_rgb_with_and_without_step_padding(encoding, pixels, pad):
+    pixels = np.ascontiguousarray(pixels)
+    msg = _msg(pixels, encoding, step=pixels.shape[1] * pixels.shape[2] + pad)
+    np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
+
+
+def test_mono8_and_zero_copy_rgb8_view():
+    grey = RGB[..., 0].copy()
+    np.testing.assert_array_equal(C.image_to_rgb(_msg(grey, "mono8")), np.repeat(grey[..., None], 3, 2))
+    msg = _msg(RGB, "rgb8", step=7 * 3 + 3)
+    view = C.image_view(msg)
+    assert not view.flags.owndata  # a view into the message buffer, not a copy
+    np.testing.assert_array_equal(view, RGB)
+
+
+def test_last_row_without_padding_is_accepted():
+    msg = _msg(RGB, "rgb8", step=7 * 3 + 4)
+    msg.data = bytes(msg.data)[:-4]  # some drivers omit the padding of the last row
+    np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
+
+
+@pytest.mark.parametrize("change,reason", [
+    (dict(encoding="16UC1"), "unsupported encoding '16UC1' (supported: rgb8, bgr8, rgba8, bgra8, mono8)"),
+    (dict(height=0), "empty image 7x0"),
+    (dict(step=20), "step 20 is smaller than width*channels = 21 for rgb8"),
+    (dict(data=bytes(50)), "data has 50 bytes, 7x5 rgb8 with step 21 needs 105"),
+    (dict(is_bigendian=True), "big-endian images are not supported"),
+])
+def test_bad_images_raise_one_line_reasons(change, reason):
+    msg = _msg(RGB, "rgb8")
+    for k, v in change.items():
+        setattr(msg, k, v)
+    with pytest.raises(C.ImageError) as err:
+        C.image_to_rgb(msg)
+    assert str(err.value) == reason
+
+
+def test_max_pixels():
+    with pytest.raises(C.ImageError, match="more than max_image_pixels=34"):
+        C.check_image(_msg(RGB, "rgb8"), max_pixels=34)
+    C.check_image(_msg(RGB, "rgb8"), max_pixels=35)
+
+
+def test_outputs_round_trip_through_image_messages():
+    header = Header(frame_id="cam")
+    labels = np.arange(35, dtype=np.uint8).reshape(5, 7)
+    conf = np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7)
+    m = C.labels_to_image(labels, header)
+    assert (m.encoding, m.step, m.header.frame_id) == ("mono8", 7, "cam")
+    np.testing.assert_array_equal(C.image_msg_to_array(m), labels)
+    m = C.float_to_image(conf, header)
+    assert (m.encoding, m.step) == ("32FC1", 28)
+    np.testing.assert_array_equal(C.image_msg_to_array(m), conf)
+    np.testing.assert_array_equal(C.image_msg_to_array(C.rgb_to_image(RGB, header)), RGB)
+
+
+def test_class_stats_values():
+    labels = np.array([[0, 0, 1, 255]], np.uint8)
+    conf = np.array([[0.5, 0.7, 0.9, 0.1]], np.float32)
+    mean, fraction = class_stats(labels, conf, 19)
+    np.testing.assert_allclose(mean[:3], [0.6, 0.9, 0.0])
+    np.testing.assert_allclose(fraction[:3], [0.5, 0.25, 0.0])
+    assert mean.shape == fraction.shape == (19,)
+
+
+def test_parameter_checks_and_class_resolution():
+    assert P.check_value("schedule.interval", 0) == "must be in 1..10000, got 0"
+    assert P.check_value("overlay_alpha", "x") == "must be a number, got 'x'"
+    assert P.check_value("overlay_alpha", 1) is None and P.coerce("overlay_alpha", 1) == 1.0
+    assert P.check_value("providers", []) is not None
+    assert P.check_value("use_sim_time", True) is None  # not ours
+    names = ["road", "traffic light", "car"]
+    assert P.resolve_confidence_classes(["Traffic Light", "car", "", "traffic_light"], names) == \
+        [(1, "traffic_light"), (2, "car")]
+    with pytest.raises(ValueError, match="unknown class 'bus'"):
+        P.resolve_confidence_classes(["bus"], names)
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        P.resolve_model_dir("/no/such/model")
+
+
+def test_mailbox_keeps_only_the_newest_frame():
+    box = Mailbox()
+    assert box.put(1) is False
+    assert box.put(2) is True  # 1 superseded: the caller counts it as dropped
+    assert box.pending() == 1
+    assert box.take(0) == 2 and box.pending() == 0
+    got = []
+    t = threading.Thread(target=lambda: got.append(box.take(5)))
+    t.start()
+    box.put(3)
+    t.join(5)
+    assert got == [3]
+    box.close()
+    assert box.take(5) is None  # closed: returns at once
