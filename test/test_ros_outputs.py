@@ -200,3 +200,28 @@ def test_bad_frames_are_counted_skipped_and_logged(node):
     log = node.log()
     assert "bad image skipped: unsupported encoding 'yuv422'" in log
     # the other reasons are logged too, but throttled (one line per 5 s): the first is enough
+
+
+def test_inference_output_resolution_after_reconfigure(node):
+    from lifecycle_msgs.msg import Transition
+
+    assert node.change_state(Transition.TRANSITION_DEACTIVATE) is True
+    assert node.change_state(Transition.TRANSITION_CLEANUP) is True
+    assert all(r.successful for r in node.set_parameters(output_resolution="inference"))
+    try:
+        assert node.change_state(Transition.TRANSITION_CONFIGURE) is True
+        assert node.change_state(Transition.TRANSITION_ACTIVATE) is True
+        wait_for(lambda: node.pub.get_subscription_count() > 0, 30, "image subscription")
+        rgb = _frames(1, seed=9)[0]
+        _send(node, rgb, 5000.0, "inference")
+        expected = VideoSegmenter(ScriptedRunner(), output_size="inference").process(rgb, 5000.0)
+        labels = image_msg_to_array(_by_header(node, "labels", 5000.0, "inference"))
+        assert labels.shape == (32, 64) == expected.labels.shape  # the runner's input size
+        np.testing.assert_array_equal(labels, expected.labels)
+        assert image_msg_to_array(_by_header(node, "overlay", 5000.0, "inference")).shape == (32, 64, 3)
+    finally:
+        node.change_state(Transition.TRANSITION_DEACTIVATE)
+        node.change_state(Transition.TRANSITION_CLEANUP)
+        node.set_parameters(output_resolution="input")
+        node.change_state(Transition.TRANSITION_CONFIGURE)
+        node.change_state(Transition.TRANSITION_ACTIVATE)
