@@ -136,15 +136,18 @@ class Renderer:
         t = (sign * sc.facade_x[side] - c[0]) / d[:, 0]
         p = c[None, :] + t[:, None] * d
         y, z = p[:, 1], p[:, 2]
+        # cheap visibility first; texture lookups only for the pixels that show the facade
+        keep = (y >= 0) & (t < cv.depth[idx]) & (z >= lots.start[0]) & (z < lots.end[-1])
+        idx, t, p, y, z = idx[keep], t[keep], p[keep], y[keep], z[keep]
         li = lots.index(z)
         kind = lots.kind[li]
-        grain = tex.grain(z + 100 * side, y, 8.0)
-        silhouette = lots.top[li] + 1.5 * tex.blotch(z * 3 + 300 * side, 7.0, 40.0)
-        veg_top = np.where(kind == LOT_VEGETATION, silhouette, np.where(kind == LOT_FENCE, silhouette, 0))
         top = np.select([kind == LOT_BUILDING, kind == LOT_WALL, kind == LOT_GAP], [lots.top[li], lots.low[li], 0.0],
-                        veg_top)
-        inside = (y >= 0) & (y <= top) & (z >= lots.start[0]) & (z < lots.end[-1]) & (t < cv.depth[idx])
-        idx, t, p, y, z, li, kind, grain = (a[inside] for a in (idx, t, p, y, z, li, kind, grain))
+                        lots.top[li])
+        leafy = (kind == LOT_VEGETATION) | (kind == LOT_FENCE)
+        top[leafy] += 1.5 * tex.blotch(z[leafy] * 3 + 300 * side, 7.0, 40.0)  # ragged tree line
+        inside = y <= top
+        idx, t, p, y, z, li, kind = (a[inside] for a in (idx, t, p, y, z, li, kind))
+        grain = tex.grain(z + 100 * side, y, 8.0)
         n = len(idx)
         lid = np.full(n, L["building"], np.uint8)
         rgb = lots.color[li] * (1.0 + 2 * lots.texture[li] * grain + 0.5 * lots.texture[li]

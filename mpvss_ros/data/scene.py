@@ -117,7 +117,9 @@ def make_scene(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> 
     # Ego motion: mostly driving (0.5-1.3 m/frame at ~17 fps = 30-80 km/h), sometimes slow.
     speed = rng.uniform(0.5, 1.3) if rng.random() < 0.85 else rng.uniform(0.1, 0.4)
     t = np.arange(frames, dtype=np.float64)
-    lane_x = road_half * 0.5 + rng.uniform(-0.3, 0.3)
+    # wide streets get a parking strip (2.2 m) on each side; we drive in the middle of the right lane
+    parking = road_half >= 5.0
+    lane_x = (road_half - (2.2 if parking else 0.0)) * 0.5 + rng.uniform(-0.2, 0.2)
     sway = rng.uniform(0.0, 0.4)
     phase = rng.uniform(0, 2 * np.pi, 3)
     centres = np.stack([lane_x + sway * np.sin(0.15 * t + phase[0]),
@@ -156,8 +158,8 @@ def make_scene(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> 
                     scale=rng.uniform(0.7, 1.3))
             z += rng.uniform(7, 18)
         z = rng.uniform(0, 10)
-        while z < z_end:  # parked cars
-            if rng.random() < 0.5:
+        while parking and z < z_end:  # parked cars
+            if rng.random() < 0.6:
                 add("car", sign * (road_half - 1.1), z, scale=rng.uniform(0.95, 1.08))
             z += rng.uniform(5.5, 14)
         for _ in range(rng.integers(2, 8)):  # pedestrians on the sidewalk
@@ -177,12 +179,14 @@ def make_scene(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> 
     for _ in range(rng.integers(1, 5)):
         kind = "car" if rng.random() < 0.75 else rng.choice(["truck", "bus"])
         add(kind, -lane_x + rng.uniform(-0.2, 0.2), rng.uniform(15, z_end - 20), (0, 0, -rng.uniform(0.4, 1.2)))
+    # Crossing traffic stays ahead of where the camera ends (we never drive through anyone).
+    z_last = centres[-1, 2]
     if rng.random() < 0.6:
         d = rng.choice([-1.0, 1.0])
-        add("car_side", -d * (road_half + 2), centres[0, 2] + rng.uniform(14, 30), (d * rng.uniform(0.35, 0.8), 0, 0))
+        add("car_side", -d * (road_half + 2), z_last + rng.uniform(12, 30), (d * rng.uniform(0.35, 0.8), 0, 0))
     for _ in range(rng.integers(0, 3)):
         d = rng.choice([-1.0, 1.0])
-        add("person", -d * rng.uniform(0, road_half), centres[0, 2] + rng.uniform(9, 30),
+        add("person", -d * rng.uniform(0, road_half), z_last + rng.uniform(8, 25),
             (d * rng.uniform(0.05, 0.13), 0, 0), _color(rng, CLOTHES), _color(rng, CLOTHES))
 
     overcast = rng.random() < 0.35
