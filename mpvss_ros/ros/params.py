@@ -164,7 +164,8 @@ def resolve_confidence_classes(requested: list[str], class_names: list[str]) -> 
 def default_model_candidates() -> list[Path]:
     """Where the embedded default model may be: ``<repo>/models/default`` in a source tree, the
     installed ``share/mpvss_ros/models/default`` (through the ament index, when available)."""
-    found = [Path(__file__).resolve().parents[2] / "models" / "default"]
+    root = Path(__file__).resolve().parents[2]
+    found = [root / "models" / "default"] if (root / "package.xml").is_file() else []
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
