@@ -42,6 +42,8 @@ class KeyFrameSegmentor(nn.Module):
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"not a transformers model directory (no config.json): {directory}")
+        if not any(directory.glob("*.safetensors")):  # pickled *.bin weights are never loaded
+            raise FileNotFoundError(f"no safetensors weights in {directory} (convert *.bin checkpoints first)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         model = Mask2FormerForUniversalSegmentation.from_pretrained(
             str(directory), local_files_only=True, use_safetensors=True
