@@ -89,6 +89,6 @@ def test_fast_large_input_into_slow_node_drops_frames_with_flat_memory(ros_domai
         assert rss_end - rss_start < 100, (rss_start, rss_end)
         stats = client.messages(f"{NODE}/class_stats")
         assert len(stats) == processed
-        assert float(v["key_fraction"]) == pytest.approx(sum(s.key_frame for s in stats) / processed)
+        assert float(v["key_fraction"]) == pytest.approx(sum(s.key_frame for s in stats) / processed, abs=1e-3)
     finally:
         client.close()
