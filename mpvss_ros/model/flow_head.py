@@ -59,5 +59,9 @@ class FlowHead(nn.Module):
         pflow = resize_flow(pixel_flow, mask_size)
         b, n = qflow.shape[:2]
         h, w = mask_size
-        stacked = torch.cat([qflow, pflow.unsqueeze(1).expand(b, n, 2, h, w)], dim=2)
-        return self.fuse(stacked.reshape(b * n, 4, h, w)).reshape(b, n, 2, h, w)
+        # The 3x3 conv over (query flow, pixel flow) is linear: the pixel-flow half is shared by
+        # all queries, so it is applied once and broadcast instead of on N stacked copies.
+        weight = self.fuse.weight
+        shared = F.conv2d(pflow, weight[:, 2:], self.fuse.bias, padding=1)
+        per_query = F.conv2d(qflow.reshape(b * n, 2, h, w), weight[:, :2], None, padding=1)
+        return per_query.reshape(b, n, 2, h, w) + shared.unsqueeze(1)
