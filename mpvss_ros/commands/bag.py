@@ -130,7 +130,8 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
     (report, {caption: png path}). Also used by `mpvss demo`."""
     from mpvss_ros.data.bag import bag_info, read_records
     from mpvss_ros.evaluation.replay_report import ReplayScorer
-    from mpvss_ros.ros.replay import BagReplayer, NodeProcess, ReplayOptions
+    from mpvss_ros.ros.node_process import NodeProcess
+    from mpvss_ros.ros.replay import BagReplayer, ReplayOptions
 
     info = info or bag_info(bag)
     node = None

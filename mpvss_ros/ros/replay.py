@@ -19,13 +19,8 @@ through ``~/request_key_frame`` so that key frames fall where offline evaluation
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -203,6 +198,7 @@ class BagReplayer:
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)),
         ]
         self._Clock = Clock
+        self._clients: dict = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
@@ -226,18 +222,19 @@ class BagReplayer:
 
     # ---------------------------------------------------------------------------- services
     def _call(self, srv_type, name: str, request, timeout_s: float):
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                return None
-            future = client.call_async(request)
-            done = threading.Event()
-            future.add_done_callback(lambda _f: done.set())
-            if not done.wait(timeout_s):
-                return None
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        """Service call from the main thread (the executor thread completes the future);
+        clients are kept, so a request per sequence costs no new discovery."""
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            return None
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s):
+            return None
+        return future.result()
 
     def request_key_frame(self, timeout_s: float = 5.0) -> bool:
         from std_srvs.srv import Trigger
@@ -373,66 +370,3 @@ def _restamped(record, stamp_ns: int):
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     return replace(record, stamp_ns=stamp_ns, image_cdr=bytes(ts.serialize_cdr(msg, IMAGE_TYPE)))
 
-
-class NodeProcess:
-    """``python -m mpvss_ros.cli node`` as a child process on sim time, stopped by its PID."""
-
-    def __init__(self, params: str | Path | None = None, namespace: str = "",
-                 overrides: dict[str, str] | None = None, log_path: str | Path | None = None,
-                 image_topic: str = IMAGE_OUT):
-        ros_args = ["--ros-args"]
-        if params is not None:
-            if not Path(params).is_file():
-                raise FileNotFoundError(f"parameter file not found: {params}")
-            ros_args += ["--params-file", str(params)]
-        # After the file, so that these win over its values.
-        for name, value in {"use_sim_time": "true", **(overrides or {})}.items():
-            ros_args += ["-p", f"{name}:={value}"]
-        ros_args += ["-r", f"image:={image_topic}"]
-        if namespace.strip("/"):
-            ros_args += ["-r", f"__ns:=/{namespace.strip('/')}"]
-        self.command = [sys.executable, "-m", "mpvss_ros.cli", "node", *ros_args]
-        self.log_path = Path(log_path) if log_path else None
-        self.process: subprocess.Popen | None = None
-        self._log = None
-
-    def start(self) -> "NodeProcess":
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.command, stdout=self._log or subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def last_log_line(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL, to this PID only."""
-        if self.process is None:
-            return None
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                break
-            try:
-                os.kill(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                continue
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.process.poll()
