@@ -159,3 +159,12 @@ def test_cli_convert_and_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert status == 2, argv
         assert err.count("\n") == 1 and "error" in err, err
+
+
+def test_failed_conversion_leaves_no_partial_bag(tmp_path):
+    good = np.zeros((H, W, 3), np.uint8)
+    frames = [bag.BagFrame("c_000001_000000", good, None),
+              bag.BagFrame("c_000001_000001", good, np.zeros((H + 1, W), np.uint8))]
+    with pytest.raises(ValueError, match="ground truth"):
+        bag.write_bag(frames, tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()

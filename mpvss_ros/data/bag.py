@@ -24,6 +24,7 @@ Jazzy's metadata parser requires it to be a map (rosbags writes ``null`` when it
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,7 @@ def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFA
         writer.close()
     except BaseException:
         writer.abort()
+        shutil.rmtree(out, ignore_errors=True)  # ours (it did not exist): no half-written bag
         raise
     finally:
         bar.close()
