@@ -61,12 +61,12 @@ def _evaluate(bag_path, out, *extra):
 
 @pytest.fixture
 def scripted_node(ros_domain, spawn, tmp_path):
-    def start(interval: int):
+    def start(interval: int, *ros_args: str):
         model = tmp_path / "model"
         model.mkdir(exist_ok=True)
         return spawn(node_command("-p", f"model:={model}", "-p", "use_sim_time:=true",
                                   "-p", f"schedule.interval:={interval}",
-                                  "-r", "image:=/camera/image_raw", autostart=True), name="node")
+                                  "-r", "image:=/camera/image_raw", *ros_args, autostart=True), name="node")
     return start
 
 
@@ -115,11 +115,11 @@ def test_attached_replay_scores_every_frame_with_aligned_key_frames(scripted_nod
 
 
 def test_camera_bag_without_ground_truth_reports_speed_and_stability(scripted_node, tmp_path):
-    node = scripted_node(5)
+    node = scripted_node(5, "-r", "__ns:=/robot1")  # outputs under /robot1/mpvss_segmenter/
     frames = _frames(False)
     bag.write_bag(frames, tmp_path / "bag", rate_hz=10.0, progress=False)
     out = tmp_path / "cam.json"
-    run = _evaluate(tmp_path / "bag", out, "--rate", "15")
+    run = _evaluate(tmp_path / "bag", out, "--rate", "15", "--node-namespace", "robot1")
     assert run.returncode == 0, run.stderr + node.log_text()
     assert "n/a (no ground truth)" in run.stdout
     report = json.loads(out.read_text())
@@ -130,7 +130,7 @@ def test_camera_bag_without_ground_truth_reports_speed_and_stability(scripted_no
     assert report["answered"] + report["dropped"] == 10 and report["answered"] > 0
     assert 0.0 < report["key_fraction"] <= 1.0
     assert report["stability"]["changed_pixel_fraction"] is not None
-    assert report["replay"]["pacing"] == "15 Hz"
+    assert report["replay"]["pacing"] == "15 Hz" and report["replay"]["namespace"] == "robot1"
     assert not (tmp_path / "cam_per_class_iou.png").exists()  # nothing to plot without ground truth
     assert (tmp_path / "cam_latency.png").is_file() and (tmp_path / "cam_overlay_strip.png").is_file()
 
