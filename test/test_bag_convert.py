@@ -168,3 +168,35 @@ def test_failed_conversion_leaves_no_partial_bag(tmp_path):
     with pytest.raises(ValueError, match="ground truth"):
         bag.write_bag(frames, tmp_path / "b", progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_camera_bag_with_other_topics_reads_and_rejects_wrong_types(tmp_path):
+    """A bag as a camera driver records it: bgr8 on its own topic, no names, no ground truth."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    ts = bag.typestore()
+    rgb = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    with Writer(tmp_path / "cam", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        image = writer.add_connection("/cam/color/image_raw", bag.IMAGE_TYPE, typestore=ts)
+        info = writer.add_connection("/cam/color/camera_info", bag.CAMERA_INFO_TYPE, typestore=ts)
+        jpeg = writer.add_connection("/cam/color/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                                     typestore=ts)
+        for i in range(3):
+            ns = 5_000_000_000 + i * 33_000_000
+            writer.write(info, ns, ts.serialize_cdr(bag.camera_info_message(ts, ns, H, W), bag.CAMERA_INFO_TYPE))
+            msg = bag.image_message(ts, ns + 1000, rgb[:, :, ::-1], "bgr8")  # header stamp != log time
+            writer.write(image, ns + 2_000_000, ts.serialize_cdr(msg, bag.IMAGE_TYPE))
+            header = ts.types["std_msgs/msg/Header"](stamp=ts.types["builtin_interfaces/msg/Time"](sec=5, nanosec=0),
+                                                     frame_id="camera")
+            writer.write(jpeg, ns, ts.serialize_cdr(ts.types["sensor_msgs/msg/CompressedImage"](
+                header=header, format="jpeg", data=np.zeros(4, np.uint8)), "sensor_msgs/msg/CompressedImage"))
+    records = list(bag.read_records(tmp_path / "cam", "/cam/color/image_raw"))
+    assert len(records) == 3 and [r.new_sequence for r in records] == [True, False, False]
+    assert all(r.name is None and r.label_ids is None and r.camera_info_cdr is not None for r in records)
+    assert records[1].stamp_ns == 5_000_000_000 + 33_000_000 + 1000  # from the header, not the log
+    np.testing.assert_array_equal(records[2].image(), rgb)
+    assert bag.bag_info(tmp_path / "cam", "/cam/color/image_raw").ground_truth_frames == 0
+    with pytest.raises(ValueError, match="not sensor_msgs/msg/Image"):
+        bag.bag_info(tmp_path / "cam", "/cam/color/image_raw/compressed")
+    with pytest.raises(ValueError, match="has no /camera/image_raw topic"):
+        next(bag.read_records(tmp_path / "cam"))

@@ -40,6 +40,9 @@ def add_arguments(parser) -> None:
     e.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter for the node it starts, e.g. schedule.interval:=2 (repeatable); "
                    "the started node takes input_reliability:=reliable unless set here")
+    e.add_argument("--image-topic", default="/camera/image_raw", metavar="TOPIC",
+                   help="sensor_msgs/Image topic in the bag (default /camera/image_raw); it is always "
+                   "published as /camera/image_raw, with its camera_info beside it")
     e.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="flow control: wait at most this long for a frame's outputs (default 10)")
     e.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
@@ -109,15 +112,16 @@ def run_evaluate(args) -> int:
     if args.params and not Path(args.params).is_file():
         raise CommandError(f"parameter file not found: {args.params}")
     overrides = _overrides(args)
-    info = bag_info(bag)
+    info = bag_info(bag, args.image_topic)
     if info.frames == 0:
-        raise CommandError(f"{bag} has no /camera/image_raw messages")
+        raise CommandError(f"{bag} has no {args.image_topic} messages")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report, figures = evaluate_bag(
         bag, out, info=info, params=args.params, overrides=overrides, attach=args.attach,
         namespace=args.node_namespace, rate_hz=args.rate, timeout_s=args.timeout,
         startup_timeout_s=args.startup_timeout, save_predictions=args.save_predictions,
+        image_topic=args.image_topic,
         progress=not args.quiet)
     _print_summary(report, out, figures)
     return 0
@@ -125,7 +129,7 @@ def run_evaluate(args) -> int:
 
 def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None, attach=False,
                  namespace="", rate_hz=None, timeout_s=10.0, startup_timeout_s=180.0,
-                 save_predictions=None, progress=True) -> tuple[dict, dict[str, Path]]:
+                 save_predictions=None, image_topic="/camera/image_raw", progress=True) -> tuple[dict, dict[str, Path]]:
     """Replay ``bag`` through the node and write report.json (+ .md, plots, strip); returns
     (report, {caption: png path}). Also used by `mpvss demo`."""
     from mpvss_ros.data.bag import bag_info, read_records
@@ -133,7 +137,7 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
     from mpvss_ros.ros.node_process import NodeProcess
     from mpvss_ros.ros.replay import BagReplayer, ReplayOptions
 
-    info = info or bag_info(bag)
+    info = info or bag_info(bag, image_topic)
     node = None
     if not attach:
         # Reliable input by default: a bag evaluation wants every frame delivered (best-effort
@@ -153,7 +157,7 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         replayer = BagReplayer(options)
         bar = _bar(info.frames, progress)
         try:
-            summary = replayer.replay(read_records(bag), scorer.add, progress=bar.update)
+            summary = replayer.replay(read_records(bag, image_topic), scorer.add, progress=bar.update)
         finally:
             bar.close()
         params_now = replayer.node_parameters(

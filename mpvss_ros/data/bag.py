@@ -275,6 +275,7 @@ def bag_info(path: str | Path, image_topic: str = IMAGE_TOPIC) -> BagInfo:
 
     path = _existing_bag(path)
     with Reader(path) as reader:
+        _check_image_topic(path, reader.connections, image_topic)
         counts = {c.topic: 0 for c in reader.connections}
         for c in reader.connections:
             counts[c.topic] += c.msgcount
@@ -294,24 +295,23 @@ def read_records(path: str | Path, image_topic: str = IMAGE_TOPIC) -> Iterator[B
 
     path = _existing_bag(path)
     ts = typestore()
+    info_topic = camera_info_topic(image_topic)
     with Reader(path) as reader:
-        if not any(c.topic == image_topic for c in reader.connections):
-            raise ValueError(f"{path} has no {image_topic} topic (topics: "
-                             f"{', '.join(sorted({c.topic for c in reader.connections}))})")
-        wanted = [c for c in reader.connections
-                  if c.topic in (image_topic, CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, SEQUENCE_TOPIC)]
+        _check_image_topic(path, reader.connections, image_topic)
+        wanted = [c for c in reader.connections if c.topic in (image_topic, GROUND_TRUTH_TOPIC, SEQUENCE_TOPIC)
+                  or (c.topic == info_topic and c.msgtype == CAMERA_INFO_TYPE)]
         group: list[tuple[str, int, bytes]] = []
         camera_info: list[bytes | None] = [None]  # the latest, for bags with fewer infos than images
         previous: BagRecord | None = None
         for conn, log_ns, raw in reader.messages(connections=wanted):
             if group and log_ns != group[0][1]:
-                for record in _group_records(ts, group, image_topic, camera_info):
+                for record in _group_records(ts, group, image_topic, info_topic, camera_info):
                     _link(previous, record)
                     previous = record
                     yield record
                 group = []
             group.append((conn.topic, log_ns, bytes(raw)))
-        for record in _group_records(ts, group, image_topic, camera_info):
+        for record in _group_records(ts, group, image_topic, info_topic, camera_info):
             _link(previous, record)
             previous = record
             yield record
@@ -329,11 +329,24 @@ def _link(previous: BagRecord | None, record: BagRecord) -> None:
         record.sequence = previous.sequence
 
 
-def _group_records(ts, group, image_topic: str, camera_info: list) -> Iterator[BagRecord]:
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info beside an image topic: /cam/color/image_raw -> /cam/color/camera_info."""
+    return image_topic.rsplit("/", 1)[0] + "/camera_info"
+
+
+def _check_image_topic(path, connections, image_topic: str) -> None:
+    types = {c.topic: c.msgtype for c in connections}
+    if image_topic not in types:
+        raise ValueError(f"{path} has no {image_topic} topic (topics: {', '.join(sorted(types))})")
+    if types[image_topic] != IMAGE_TYPE:
+        raise ValueError(f"{image_topic} in {path} is {types[image_topic]}, not {IMAGE_TYPE}")
+
+
+def _group_records(ts, group, image_topic: str, info_topic: str, camera_info: list) -> Iterator[BagRecord]:
     """Records for the images among messages that share one log time (any order within it)."""
     side: dict[str, object] = {}
     for topic, _, raw in group:
-        if topic == CAMERA_INFO_TOPIC:
+        if topic == info_topic:
             camera_info[0] = side["info"] = raw
         elif topic == GROUND_TRUTH_TOPIC:
             side["labels"] = decode_mono8(ts.deserialize_cdr(raw, IMAGE_TYPE))
