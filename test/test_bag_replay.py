@@ -83,6 +83,7 @@ def test_attached_replay_scores_every_frame_with_aligned_key_frames(scripted_nod
     assert report["dropped"] == 0 and report["timeouts"] == 0
     assert report["ground_truth_frames"] == 10
     assert report["ground_truth_frames_without_prediction"] == 0
+    assert report["data"]["sequences"] == 2 and report["data"]["annotated_frames"] == 10
     # Keys at frames 0, 2, 4 of each 5-frame sequence only if the replay re-aligns the schedule
     # at each sequence start (the node counts frames across the whole bag otherwise).
     assert report["key_fraction"] == pytest.approx(0.6)

@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
     pace.add_argument("--rate", type=float, metavar="HZ", help="send frames at this wall-clock rate (the node drops what it cannot keep up with)")
     pace.add_argument("--as-fast-as-possible", action="store_true",
                       help="send each frame when the previous one's outputs arrived (default)")
-    e.add_argument("--attach", action="store_true", help="use a node that is already running (Active) instead of starting one")
+    e.add_argument("--attach", action="store_true", help="use a node that is already running (Active, taking "
+                   "images from /camera/image_raw) instead of starting one")
     e.add_argument("--node-namespace", default="", metavar="NS", help="namespace of the node (default: none)")
     e.add_argument("--model", metavar="MODEL_DIR", help="model directory for the node it starts (overrides the params file)")
     e.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
@@ -189,7 +190,9 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
 
     gflops = schedule_gflops("query-flow" if method != "per-frame" else method, model.pop("gflops", None),
                              scorer.key_frames, scorer.answered)
-    report = scorer.report(method=method, interval=interval, model=model, data=str(bag), replay=replay,
+    data = {"bag": str(bag), "image_topic": image_topic, "frames": info.frames,
+            "annotated_frames": info.ground_truth_frames, "sequences": scorer.sequences}
+    report = scorer.report(method=method, interval=interval, model=model, data=data, replay=replay,
                            gflops_per_frame=gflops)
     out.write_text(json.dumps(report, indent=2) + "\n")
     figures = write_figures(report, scorer, out)

@@ -66,6 +66,7 @@ class ReplayScorer:
     save_predictions: str | None = None  # folder for <name>_pred_labelIds.png (as `mpvss evaluate`)
     vc_lengths: tuple[int, ...] = (8, 16)
     frames: int = 0
+    sequences: int = 0
     answered: int = 0
     key_frames: int = 0
     timeouts: int = 0
@@ -98,6 +99,7 @@ class ReplayScorer:
         gt_ids = getattr(outcome.record, "label_ids", None)
         gt = label_ids_to_train_ids(gt_ids) if gt_ids is not None else None
         if outcome.new_sequence:
+            self.sequences += 1
             self._previous = None
             self._close_sequence()
         if pred is not None:
@@ -170,7 +172,7 @@ class ReplayScorer:
                     entry[f"vc{n}"] = vc.value()
         return entry
 
-    def report(self, *, method: str, interval: int | None, model, data: str, replay: dict,
+    def report(self, *, method: str, interval: int | None, model, data, replay: dict,
                gflops_per_frame=None) -> dict:
         answered = max(self.answered, 1)
         return {

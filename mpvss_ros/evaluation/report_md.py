@@ -73,7 +73,10 @@ def render(report: dict, images: dict[str, str | Path] | None = None, base: str 
            title: str = "MPVSS evaluation") -> str:
     """Markdown text; ``images`` (caption -> PNG path) are linked relative to ``base``."""
     lines = [f"# {title}", ""]
-    lines.append(f"- data: `{report.get('data')}`")
+    data = report.get("data")
+    if isinstance(data, dict):  # bag evaluate: {"bag", ...}; evaluate: {"root", "split", ...}
+        data = data.get("bag") or " ".join(str(data.get(k)) for k in ("root", "split") if data.get(k))
+    lines.append(f"- data: `{data}`")
     model = report.get("model")
     if isinstance(model, dict):
         model = model.get("path") or model.get("name") or model
