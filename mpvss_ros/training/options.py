@@ -35,6 +35,7 @@ class CommonOptions:
     log_every: int = 20
     val_every: int = 500
     checkpoint_every: int = 500
+    num_points: int = 0  # points per mask in the Hungarian loss; 0: one per mask pixel of the crop
     progress: bool = True
 
     # options a resumed run must share with the run it continues (others may change)
@@ -75,6 +76,14 @@ def load_caches(opts: CommonOptions, with_flow: bool) -> tuple[FrameCache, Frame
     if opts.val_split:
         val = load_split(opts.data, opts.val_split, threads=threads)
     return train, val
+
+
+def configure_loss(opts: CommonOptions, model, frame_size: tuple[int, int]) -> int:
+    from .objectives import default_loss_points, set_loss_points
+
+    crop = opts.crop or frame_size
+    n = opts.num_points or default_loss_points(crop, model.segmentor.config.train_num_points)
+    return set_loss_points(model.segmentor, n)
 
 
 def run_info(opts: CommonOptions, ctx: DistContext, command: str, extra: dict) -> dict:

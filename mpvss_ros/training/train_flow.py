@@ -23,7 +23,7 @@ from mpvss_ros.model.mpvss import CONFIG_NAME, MPVSS
 from .batches import PairBatches
 from .loop import Phase, Trainer
 from .objectives import PixelFlowObjective, PropagationObjective
-from .options import CommonOptions, load_caches, resume, run_info, start
+from .options import CommonOptions, configure_loss, load_caches, resume, run_info, start
 from .validation import propagation_miou, validation_currents
 
 
@@ -75,6 +75,7 @@ def train_flow(opts: FlowOptions) -> dict:
         else:
             model, state, optimizer_state = resumed
         model.to(ctx.device)
+        configure_loss(opts, model, train.size)
         validate = None
         if val is not None:
             currents = validation_currents(val, opts.val_gap, opts.val_frames)

@@ -15,7 +15,7 @@ from mpvss_ros.model.mpvss import MPVSS
 from .batches import SegmentorBatches
 from .loop import Phase, Trainer
 from .objectives import SegmentorObjective
-from .options import CommonOptions, load_caches, resume, run_info, start
+from .options import CommonOptions, configure_loss, load_caches, resume, run_info, start
 from .validation import segmentor_miou, spread
 
 
@@ -43,6 +43,7 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
         else:
             model, state, optimizer_state = resumed
         model.to(ctx.device)
+        configure_loss(opts, model, train.size)
         val_frames = spread(val.labelled_frames(), opts.val_frames) if val is not None else None
 
         def validate() -> float:

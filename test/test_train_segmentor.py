@@ -1,0 +1,112 @@
+"""`train segmentor`: the loss falls on a tiny fixed batch, a stopped and resumed run equals an
+uninterrupted one, the learning curve has its columns, the command validates its input."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mpvss_ros.model.config import small_config
+from test_train_data import make_toy_sequences
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toyseg")
+    make_toy_sequences(root, "train", sequences=2, frames=4)
+    make_toy_sequences(root, "val", sequences=1, frames=4, seed=1)
+    return root
+
+
+def _opts(root, out, **kw):
+    from mpvss_ros.training.train_segmentor import SegmentorOptions
+
+    base = dict(data=str(root), out=str(out), batch_size=2, crop=(32, 64), threads=2, warmup=2, lr=1e-3,
+                log_every=2, val_every=6, checkpoint_every=3, val_frames=2, progress=False, num_points=256,
+                model_config=small_config())
+    base.update(kw)
+    return SegmentorOptions(**base)
+
+
+def test_loss_falls_when_overfitting_one_batch(toy_root):
+    """30 AdamW steps on one fixed batch: the Hungarian loss must drop well below its start."""
+    from mpvss_ros.model.mpvss import MPVSS
+    from mpvss_ros.training.batches import SegmentorBatches
+    from mpvss_ros.training.frame_cache import load_split
+    from mpvss_ros.training.loop import make_optimizer
+    from mpvss_ros.training.objectives import SegmentorObjective, set_loss_points
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    cache = load_split(toy_root, "train")
+    batch = SegmentorBatches(cache, 4, seed=0, start_step=0, end_step=1, crop=(64, 128), flip=False)[0]
+    batch["image"] = batch["image"].float()
+    model = MPVSS(dataclasses.replace(small_config(), image_size=(64, 128)))
+    set_loss_points(model.segmentor, 512)
+    objective = SegmentorObjective(model).train()
+    opt = make_optimizer(list(model.segmentor.parameters()), 1e-3, 0.0)
+    losses = []
+    for step in range(30):
+        torch.manual_seed(step)
+        loss, terms = objective(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        assert set(terms) == {"loss_class", "loss_mask", "loss_dice"}
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    assert last < 0.6 * first, losses
+
+
+def test_resume_equals_uninterrupted_run(toy_root, tmp_path):
+    from mpvss_ros.training.curve import COLUMNS, read_curve
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    full = train_segmentor(_opts(toy_root, tmp_path / "full", steps=6))
+    # the same run, stopped after step 3 (a checkpoint), then continued by re-running the command
+    train_segmentor(_opts(toy_root, tmp_path / "split", steps=3))
+    resumed = train_segmentor(_opts(toy_root, tmp_path / "split", steps=6))
+    assert resumed["step"] == 6 and full["step"] == 6
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "full" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "split" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5, rtol=1e-4), k
+    assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-4)
+    # the weights did move: not a vacuous comparison
+    from mpvss_ros.model.mpvss import MPVSS
+
+    torch.manual_seed(0)
+    w0 = MPVSS(dataclasses.replace(small_config(), image_size=(64, 128))).state_dict()
+    moved = [k for k in wa if k in w0 and w0[k].shape == wa[k].shape and not torch.equal(w0[k], wa[k])]
+    assert len(moved) > 50
+    rows = read_curve(tmp_path / "split" / "learning_curve.csv")
+    assert list(rows[0].keys()) == COLUMNS
+    assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]  # log rows + the stop at 3 (end of that call)
+    assert rows[-1]["val_miou"] != "" and 0.0 <= float(rows[-1]["val_miou"]) <= 1.0
+    assert all(float(r["loss"]) > 0 and r["loss_epe"] == "" for r in rows)
+    # a finished run re-run with the same steps does nothing
+    assert train_segmentor(_opts(toy_root, tmp_path / "split", steps=6)) == {}
+
+
+def test_resume_refuses_different_seed(toy_root, tmp_path):
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    train_segmentor(_opts(toy_root, tmp_path / "run", steps=1))
+    with pytest.raises(ValueError, match="seed"):
+        train_segmentor(_opts(toy_root, tmp_path / "run", steps=2, seed=5))
+
+
+def test_command_line_errors(toy_root, tmp_path, capsys):
+    from mpvss_ros.cli import main
+
+    assert main(["train", "segmentor", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["train", "segmentor", "--data", str(toy_root), "--out", str(tmp_path / "o"), "--crop", "40x64"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
+    assert main(["train", "segmentor", "--data", str(toy_root), "--out", str(tmp_path / "o"), "--amp"]) == 2
+    assert "cuda only" in capsys.readouterr().err
