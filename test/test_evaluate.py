@@ -129,3 +129,23 @@ def test_cli_errors_are_one_line(run, tmp_path, capsys):
     assert "unknown method" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--intervals", "0",
                  "--out", str(tmp_path / "r.json")]) == 2
+
+
+class BatchedStateRunner(OracleRunner):
+    """Key state with batch-1 arrays, as runtime.runners.KeyState holds them."""
+
+    def key_frame(self, image):
+        state, output = super().key_frame(image)
+        state.mask_logits = state.mask_logits[None]
+        state.class_logits = state.class_logits[None]
+        return state, output
+
+
+def test_optical_flow_accepts_batch_one_key_state(run):
+    data = run[0]
+    plain = evaluate(data, "val", OracleRunner(data, "val", max_sequences=1), ["optical-flow"], [5],
+                     max_sequences=1, progress=False)
+    batched = evaluate(data, "val", BatchedStateRunner(data, "val", max_sequences=1), ["optical-flow"], [5],
+                       max_sequences=1, progress=False)
+    assert plain["results"][0]["miou"] == pytest.approx(batched["results"][0]["miou"])
+    assert plain["results"][0]["miou"] < 1.0
