@@ -7,11 +7,12 @@ model input size; the key state is kept as numpy arrays on the CPU.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mpvss_ros.runtime.model_checks import check_onnx_signatures, member_path, read_model_json
 
 AUTO_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -31,16 +32,6 @@ class FrameOutput:
     confidence: np.ndarray  # (H,W) float32, share of the winning class (0..1)
     probs: np.ndarray  # (K,h,w) float32 class distribution per mask-grid pixel
     mask_logits: np.ndarray  # (N,h,w) float32
-
-
-def read_model_json(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / "model.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"not a model directory (no model.json): {model_dir}")
-    info = json.loads(path.read_text())
-    if info.get("format") != "mpvss-model":
-        raise ValueError(f"{path} is not an mpvss-model description (format={info.get('format')!r})")
-    return info
 
 
 class _RunnerBase:
@@ -122,15 +113,18 @@ class OnnxRunner(_RunnerBase):
             else:
                 provider_args.append(p)
         graphs = self.info["graphs"]
-        self._seg = ort.InferenceSession(str(self._graph(graphs["segmentor"])), options, providers=provider_args)
-        self._flow = ort.InferenceSession(str(self._graph(graphs["flow"])), options, providers=provider_args)
+        self._seg = self._session(ort, graphs["segmentor"], "segmentor", options, provider_args)
+        self._flow = self._session(ort, graphs["flow"], "flow", options, provider_args)
+        check_onnx_signatures(self.info, self._seg, self._flow, (graphs["segmentor"], graphs["flow"]))
         self.providers = self._seg.get_providers()
 
-    def _graph(self, name: str) -> Path:
-        path = self.model_dir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"graph {name} missing from model directory {self.model_dir}")
-        return path
+    def _session(self, ort, name: str, what: str, options, providers):
+        path = member_path(self.model_dir, name, f"{what} graph")
+        try:
+            return ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT's own types; a corrupt or truncated file must say so in one line
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"cannot load {what} graph {path}: {reason}") from None
 
     def _run_segmentor(self, x):
         return self._seg.run(None, {"image": x})
@@ -157,7 +151,8 @@ class TorchRunner(_RunnerBase):
             if not info.get("weights"):
                 raise ValueError(f"model directory {path} has no torch weights (exported with --no-weights); "
                                  "use the ONNX backend")
-            model = MPVSS.load(path, weights_name=info["weights"])
+            weights = member_path(path, info["weights"], "weights")
+            model = MPVSS.load(path.resolve(), weights_name=str(weights.relative_to(path.resolve())))
         else:
             model = MPVSS.load(path)
             info = self._info_from_model(model)
