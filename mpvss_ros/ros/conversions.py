@@ -27,37 +27,46 @@ _TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
 
 
 class ImageError(ValueError):
-    """A frame that cannot be used; the message is one line naming the problem."""
+    """A frame that cannot be used; the message is one line naming the problem, ``kind`` says
+    which check failed (the node throttles its log per kind, so one bad stream cannot hide another)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def check_image(msg: Image, max_pixels: int) -> None:
     """Raise ImageError if the header fields of ``msg`` do not describe usable pixels."""
     enc = msg.encoding.lower()
     if enc not in CHANNELS:
-        raise ImageError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(CHANNELS)})")
+        name = msg.encoding if len(msg.encoding) <= 32 else msg.encoding[:32] + "..."  # sender-controlled
+        raise ImageError(f"unsupported encoding {name!r} (supported: {', '.join(CHANNELS)})",
+                         f"encoding {name}")
     if msg.height == 0 or msg.width == 0:
-        raise ImageError(f"empty image {msg.width}x{msg.height}")
+        raise ImageError(f"empty image {msg.width}x{msg.height}", "empty")
     if msg.height * msg.width > max_pixels:
-        raise ImageError(f"image {msg.width}x{msg.height} has more than max_image_pixels={max_pixels} pixels")
+        raise ImageError(f"image {msg.width}x{msg.height} has more than max_image_pixels={max_pixels} "
+                         "pixels", "size")
     if msg.is_bigendian:
-        raise ImageError("big-endian images are not supported")
+        raise ImageError("big-endian images are not supported", "endianness")
     row = msg.width * CHANNELS[enc]
     if msg.step < row:
-        raise ImageError(f"step {msg.step} is smaller than width*channels = {row} for {enc}")
+        raise ImageError(f"step {msg.step} is smaller than width*channels = {row} for {enc}", "step")
     need = msg.step * (msg.height - 1) + row
     if len(msg.data) < need:
         raise ImageError(f"data has {len(msg.data)} bytes, {msg.width}x{msg.height} {enc} "
-                         f"with step {msg.step} needs {need}")
+                         f"with step {msg.step} needs {need}", "data")
 
 
 def image_view(msg: Image) -> np.ndarray:
-    """Zero-copy (H, W, C) uint8 view of a checked message (step padding skipped)."""
+    """Zero-copy (H, W, C) uint8 view of a checked message (step padding skipped).
+
+    Strided over the buffer rather than reshaped, so a last row without its padding needs no
+    copy and a huge ``step`` with a short buffer (one row) allocates nothing.
+    """
     c = CHANNELS[msg.encoding.lower()]
     flat = np.frombuffer(msg.data, np.uint8)
-    if len(flat) < msg.step * msg.height:  # last row without its padding
-        flat = np.concatenate([flat, np.zeros(msg.step * msg.height - len(flat), np.uint8)])
-    rows = flat[: msg.step * msg.height].reshape(msg.height, msg.step)
-    return rows[:, : msg.width * c].reshape(msg.height, msg.width, c)
+    return np.ndarray((msg.height, msg.width, c), np.uint8, buffer=flat, strides=(msg.step, c, 1))
 
 
 def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:

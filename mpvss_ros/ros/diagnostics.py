@@ -1,9 +1,14 @@
 """Frame counters of the node and their /diagnostics message.
 
 Counters are written by the subscription callback (received, dropped, bad) and by the worker
-(processed, key frames, latencies) under one lock; the diagnostics timer reads a snapshot.
-Accounting invariant: received = processed + dropped + pending (pending is 0 or 1 — the
-mailbox has a single slot, so no queue can grow).
+(processed, failed, key frames, latencies) under one lock; the diagnostics timer reads a snapshot.
+Accounting invariant: received = processed + dropped + bad + failed + pending (pending is 0 or
+1 — the mailbox has a single slot, so no queue can grow). "bad" frames were rejected before
+inference (encoding, sizes, step), "failed" ones raised during inference.
+
+Two statuses per message: ``<node>: segmentation`` (OK, or WARN once bad or failed frames have
+been seen, with the last reason) and ``<node>: input`` (ERROR while the newest frame could not
+be segmented — e.g. a camera publishing an unsupported encoding — OK again after a good one).
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ class FrameStats:
         self.processed = 0
         self.dropped = 0
         self.bad = 0
+        self.failed = 0
         self.key_frames = 0
         self.last_error = ""
+        self.current_error = ""  # why the newest frame could not be segmented; "" after a good one
         self._latency_ms: deque[float] = deque(maxlen=window)
         self._done_at: deque[float] = deque(maxlen=window)
 
@@ -38,11 +45,17 @@ class FrameStats:
     def on_bad(self, reason: str) -> None:
         with self._lock:
             self.bad += 1
-            self.last_error = reason
+            self.last_error = self.current_error = reason
+
+    def on_failed(self, reason: str) -> None:
+        with self._lock:
+            self.failed += 1
+            self.last_error = self.current_error = f"inference failed: {reason}"
 
     def on_processed(self, key_frame: bool, latency_ms: float) -> None:
         with self._lock:
             self.processed += 1
+            self.current_error = ""
             self.key_frames += int(key_frame)
             self._latency_ms.append(latency_ms)
             self._done_at.append(time.monotonic())
@@ -57,36 +70,46 @@ class FrameStats:
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_bad": self.bad,
+                "frames_failed": self.failed,
                 "key_frames": self.key_frames,
                 "key_fraction": self.key_frames / self.processed if self.processed else 0.0,
                 "rate_hz": rate,
                 "latency_ms_mean": float(lat.mean()),
                 "latency_ms_p95": float(np.percentile(lat, 95)),
                 "last_error": self.last_error,
+                "current_error": self.current_error,
             }
 
 
 def diagnostic_array(stamp, name: str, snapshot: dict, pending: int, backend: str, providers,
                      model: str) -> DiagnosticArray:
-    """One DiagnosticStatus for the segmenter; WARN while bad frames have been seen."""
+    """The segmentation status (WARN once bad or failed frames were seen) and the input status
+    (ERROR while the newest frame could not be segmented)."""
     status = DiagnosticStatus()
     status.name = f"{name}: segmentation"
     status.hardware_id = backend
-    if snapshot["frames_bad"]:
+    troubles = snapshot["frames_bad"] + snapshot["frames_failed"]
+    if troubles:
         status.level = DiagnosticStatus.WARN
-        status.message = f"{snapshot['frames_bad']} bad frames; last: {snapshot['last_error']}"
+        status.message = (f"{snapshot['frames_bad']} bad frames, {snapshot['frames_failed']} failed; "
+                          f"last: {snapshot['last_error']}")
     else:
         status.level = DiagnosticStatus.OK
         status.message = "ok" if snapshot["frames_processed"] else "waiting for images"
     values = dict(snapshot)
     values.pop("last_error")
+    values.pop("current_error")
     values.update({"frames_pending": pending, "backend": backend,
                    "providers": ",".join(providers), "model": model})
     status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
                      for k, v in values.items()]
+    current = snapshot["current_error"]
+    inputs = DiagnosticStatus(name=f"{name}: input", hardware_id=backend,
+                              level=DiagnosticStatus.ERROR if current else DiagnosticStatus.OK,
+                              message=f"frames cannot be segmented: {current}" if current else "ok")
     msg = DiagnosticArray()
     msg.header.stamp = stamp
-    msg.status = [status]
+    msg.status = [status, inputs]
     return msg
 
 

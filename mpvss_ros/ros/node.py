@@ -38,6 +38,27 @@ from mpvss_ros.runtime.segmenter import VideoSegmenter
 NODE_NAME = "mpvss_segmenter"
 RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=, device=) -> Runner
 _THROTTLE_S = 5.0
+_SHUTDOWN_JOIN_S = 10.0  # a frame still in inference after this is abandoned (daemon thread)
+
+
+class _LogThrottle:
+    """At most one log line per key per period: a camera streaming an unsupported encoding at
+    30 Hz logs once every few seconds, and cannot hide a different problem (another key)."""
+
+    def __init__(self, period_s: float, max_keys: int = 64):
+        self._period, self._max = period_s, max_keys
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self._period) < self._period:
+                return False
+            if len(self._last) >= self._max:  # keys come from senders: keep the table bounded
+                self._last.clear()
+            self._last[key] = now
+            return True
 
 
 def create_default_runner(model_dir, *, backend: str, providers, threads: int, device: str):
@@ -73,6 +94,7 @@ class SegmenterNode(LifecycleNode):
         self._stats = FrameStats()
         self._config: dict[str, Any] = {}
         self.last_error = ""
+        self._throttle = _LogThrottle(_THROTTLE_S)
         self.create_service(Trigger, "~/request_key_frame", self._on_request_key_frame)
 
     # ----------------------------------------------------------------- transitions
@@ -87,7 +109,7 @@ class SegmenterNode(LifecycleNode):
             self._configure()
         except Exception as exc:  # the reason goes to the log; the node stays usable
             self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, (ValueError, FileNotFoundError)) else str(exc)
+                exc, (ValueError, OSError)) else str(exc)
             self.get_logger().error(f"configure failed: {self.last_error}")
             self._release()
             return TransitionCallbackReturn.FAILURE
@@ -142,7 +164,7 @@ class SegmenterNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop everything, from whichever state the node was in."""
-        self._stop_input()
+        self._stop_input(_SHUTDOWN_JOIN_S)
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -176,7 +198,7 @@ class SegmenterNode(LifecycleNode):
         self._live = {s.name: values[s.name] for s in P.SPECS if s.live}
         self._stats = FrameStats()
 
-    def _stop_input(self) -> None:
+    def _stop_input(self, join_timeout_s: float = 30.0) -> None:
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
@@ -184,7 +206,9 @@ class SegmenterNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         if self._worker is not None:
-            self._worker.stop()
+            if not self._worker.stop(join_timeout_s):
+                self.get_logger().warning(f"the frame in inference did not finish within "
+                                          f"{join_timeout_s:.0f} s; not waiting for it")
             self._worker = None
         for _ in range(self._mailbox.clear()):
             self._stats.on_dropped()
@@ -208,7 +232,8 @@ class SegmenterNode(LifecycleNode):
             check_image(msg, self._live["max_image_pixels"])
         except ImageError as exc:
             self._stats.on_bad(str(exc))
-            self.get_logger().error(f"bad image skipped: {exc}", throttle_duration_sec=_THROTTLE_S)
+            if self._throttle.ready(exc.kind):
+                self.get_logger().error(f"bad image skipped: {exc}")
             return
         if self._mailbox.put((msg, time.perf_counter())):
             self._stats.on_dropped()
@@ -232,9 +257,11 @@ class SegmenterNode(LifecycleNode):
         self._stats.on_processed(result.key_frame, (time.perf_counter() - received_at) * 1e3)
 
     def _on_worker_error(self, exc: BaseException) -> None:
-        self._stats.on_bad(f"{type(exc).__name__}: {exc}")
-        self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
-                                throttle_duration_sec=_THROTTLE_S)
+        """An exception while segmenting one frame: counted and logged; the next frame is served."""
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        self._stats.on_failed(reason)
+        if self._throttle.ready(f"inference {type(exc).__name__}"):
+            self.get_logger().error(f"frame failed: {reason}")
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None or self._runner is None:
@@ -321,7 +348,7 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_input()
+        node._stop_input(_SHUTDOWN_JOIN_S)
         node._release()
         node.destroy_node()
         if rclpy.ok():

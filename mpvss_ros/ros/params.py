@@ -188,10 +188,19 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_dir(param: str) -> Path:
-    """Model directory from the ``model`` parameter; FileNotFoundError with the reason if absent."""
+    """Model directory from the ``model`` parameter, symlinks and ``..`` resolved (the log shows
+    the real path); FileNotFoundError / NotADirectoryError with the reason. Whether it holds a
+    usable model (model.json, graph files inside it) is the runner's check."""
     if not param:
         return default_model_dir()
+    if "\0" in param:
+        raise ValueError("model path contains a NUL character")
     path = Path(os.path.expanduser(param))
-    if not path.is_dir():
-        raise FileNotFoundError(f"model directory not found: {path}")
-    return path
+    try:
+        real = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):  # RuntimeError: a symlink loop
+        raise FileNotFoundError(f"model directory not found: {path}") from None
+    if not real.is_dir():
+        raise NotADirectoryError(f"model path is not a directory: {path}"
+                                 + (f" (-> {real})" if real != path else ""))
+    return real

@@ -69,11 +69,14 @@ class Worker:
         self._mailbox.reopen()
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the frame in progress (if any) has been handled."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop after the frame in progress (if any) has been handled; False if it was still
+        running after ``timeout`` seconds (the daemon thread is then left to finish alone)."""
         self._stop.set()
         self._mailbox.close()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():
