@@ -3,6 +3,11 @@
 Export, FLOP counting and the torch runner all use these, so the three agree by construction.
 Inputs are RGB images 0..255, float32 (1,3,H,W); ImageNet normalisation happens in-graph.
 `probs` is the fused class score normalised over classes (sums to 1 per pixel).
+
+With `full_resolution=False` a graph returns the raw fused `scores` (1,K,h,w) instead of
+`labels`/`confidence`: the host computes those with `runtime.postprocess` (same labels, a
+fraction of the cost on a CPU). The exported ONNX files keep the full-resolution outputs; the
+ONNX runner prunes them at load time when it post-processes on the host.
 """
 from __future__ import annotations
 
@@ -17,32 +22,40 @@ SEGMENTOR_INPUTS = ["image"]
 SEGMENTOR_OUTPUTS = ["queries", "mask_logits", "class_logits", "probs", "labels", "confidence"]
 FLOW_INPUTS = ["key_image", "image", "key_queries", "key_mask_logits", "key_class_logits"]
 FLOW_OUTPUTS = ["mask_logits", "probs", "labels", "confidence"]
+SCORES = "scores"  # the host-post-processing variant's output replacing labels, confidence
+
+
+def _tail(scores: torch.Tensor, size: tuple[int, int], full_resolution: bool):
+    probs = class_distribution(scores)
+    if not full_resolution:
+        return probs, scores
+    labels, confidence = labels_and_confidence(scores, size)
+    return probs, labels, confidence
 
 
 class SegmentorGraph(nn.Module):
-    def __init__(self, model: MPVSS):
+    def __init__(self, model: MPVSS, full_resolution: bool = True):
         super().__init__()
         self.model = model
+        self.full_resolution = full_resolution
 
     def forward(self, image: torch.Tensor):
         out = self.model.key_frame(image)
         scores = semantic_probabilities(out.class_logits, out.mask_logits)
-        labels, confidence = labels_and_confidence(scores, tuple(image.shape[-2:]))
-        probs = class_distribution(scores)
-        return out.queries, out.mask_logits, out.class_logits, probs, labels, confidence
+        return (out.queries, out.mask_logits, out.class_logits,
+                *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))
 
 
 class FlowGraph(nn.Module):
     """Query flow + per-query warp + fusion with the key frame's class probabilities."""
 
-    def __init__(self, model: MPVSS):
+    def __init__(self, model: MPVSS, full_resolution: bool = True):
         super().__init__()
         self.model = model
+        self.full_resolution = full_resolution
 
     def forward(self, key_image, image, key_queries, key_mask_logits, key_class_logits):
         flow = self.model.query_flow(key_image, image, key_queries, tuple(key_mask_logits.shape[-2:]))
         masks = warp_masks(key_mask_logits, flow)
         scores = semantic_probabilities(key_class_logits, masks)
-        labels, confidence = labels_and_confidence(scores, tuple(image.shape[-2:]))
-        probs = class_distribution(scores)
-        return masks, probs, labels, confidence
+        return (masks, *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))

@@ -3,27 +3,41 @@
 `OnnxRunner` uses ONNX Runtime (TensorRT -> CUDA -> CPU among the available providers);
 `TorchRunner` runs the same two graphs in torch from the directory's safetensors weights (or an
 MPVSS training checkpoint). Both take `(H, W, 3) uint8 RGB` images and return `FrameOutput`s at the
-model input size; the key state is kept as numpy arrays on the CPU.
+model input size. Full-resolution labels and confidence come from `runtime.postprocess` on the
+host when the graphs run on the CPU (the graphs' own dense tail costs as much as propagation),
+from the graphs themselves on a GPU. With IO binding (default on a GPU) the key frame's image,
+queries, mask logits and class logits stay on the device between frames (`KeyState.device`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mpvss_ros.runtime.model_checks import check_onnx_signatures, member_path, read_model_json
+from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, SCORES, GraphSignature, device_type,
+                                           host_postprocess_graph, provider_options, resolve_providers,
+                                           session_options)
+from mpvss_ros.runtime.postprocess import labels_and_confidence
 
-AUTO_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+__all__ = ["AUTO_PROVIDERS", "FrameOutput", "KeyState", "OnnxRunner", "TorchRunner", "create_runner",
+           "read_model_json", "resolve_providers"]
+KEY_OUTPUTS = ("queries", "mask_logits", "class_logits")
 
 
 @dataclass
 class KeyState:
-    """What a key frame leaves for propagation (all batch 1, float32)."""
+    """What a key frame leaves for propagation (all batch 1, float32, numpy on the host).
+
+    `device` holds the same tensors as ORT values on the inference device when the runner uses
+    IO binding ({"image", "queries", "mask_logits", "class_logits"}); propagation reads those.
+    """
     image: np.ndarray  # (1,3,H,W) RGB 0..255 as fed to the graphs
     queries: np.ndarray  # (1,N,C)
     mask_logits: np.ndarray  # (1,N,h,w)
     class_logits: np.ndarray  # (1,N,K+1)
+    device: dict | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -35,6 +49,9 @@ class FrameOutput:
 
 
 class _RunnerBase:
+    """Subclasses implement `_run_segmentor(x)` and `_run_flow(key, x)` returning {output name: array}
+    (host arrays; the segmentor's dict may carry "device" values for KeyState)."""
+
     backend = ""
     providers: list[str] = []
 
@@ -57,81 +74,116 @@ class _RunnerBase:
             import cv2
 
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        out = np.empty((1, 3, h, w), np.float32)
+        out[0] = image.transpose(2, 0, 1)  # one pass: gather + convert into the planar buffer
+        return out
+
+    def _frame_output(self, out: dict) -> FrameOutput:
+        if SCORES in out:
+            labels, confidence = labels_and_confidence(out[SCORES][0], self.input_size)
+        else:
+            labels, confidence = out["labels"][0], out["confidence"][0]
+        return FrameOutput(labels, confidence, out["probs"][0], out["mask_logits"][0])
 
     def key_frame(self, image: np.ndarray) -> tuple[KeyState, FrameOutput]:
         x = self.preprocess(image)
-        queries, masks, classes, probs, labels, confidence = self._run_segmentor(x)
-        state = KeyState(image=x, queries=queries, mask_logits=masks, class_logits=classes)
-        return state, FrameOutput(labels[0], confidence[0], probs[0], masks[0])
+        out = self._run_segmentor(x)
+        state = KeyState(image=x, queries=out["queries"], mask_logits=out["mask_logits"],
+                         class_logits=out["class_logits"], device=out.get("device"))
+        return state, self._frame_output(out)
 
     def propagate(self, key: KeyState, image: np.ndarray) -> FrameOutput:
-        x = self.preprocess(image)
-        masks, probs, labels, confidence = self._run_flow(key, x)
-        return FrameOutput(labels[0], confidence[0], probs[0], masks[0])
-
-
-def resolve_providers(providers="auto") -> list[str]:
-    """"auto" -> TensorRT, CUDA, CPU among the available ones; a list is checked against them."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if providers == "auto" or providers is None:
-        chosen = [p for p in AUTO_PROVIDERS if p in available]
-    else:
-        if isinstance(providers, str):
-            providers = [p.strip() for p in providers.split(",") if p.strip()]
-        missing = [p for p in providers if p not in available]
-        if missing:
-            raise ValueError(f"ONNX Runtime providers not available here: {missing} (available: {available})")
-        chosen = list(providers)
-    if "CPUExecutionProvider" not in chosen:
-        chosen.append("CPUExecutionProvider")  # always a fallback for unsupported nodes
-    return chosen
+        return self._frame_output(self._run_flow(key, self.preprocess(image)))
 
 
 class OnnxRunner(_RunnerBase):
+    """ONNX Runtime runner.
+
+    providers: "auto" (TensorRT -> CUDA -> CPU among the available ones) or a list/comma string.
+    host_postprocess: None = on when the first provider is the CPU (labels/confidence computed by
+    `runtime.postprocess` from the graphs' scores), False = the graphs' own outputs.
+    io_binding: None = on for TensorRT/CUDA (key state stays on the GPU); True on the CPU binds
+    CPU values (same code path, used by the tests).
+    """
+
     backend = "onnxruntime"
 
-    def __init__(self, model_dir: str | Path, providers="auto", threads: int = 0):
+    def __init__(self, model_dir: str | Path, providers="auto", threads: int = 0,
+                 host_postprocess: bool | None = None, io_binding: bool | None = None,
+                 device_id: int = 0, trt_fp16: bool = True, trt_cache_dir: str | Path | None = None):
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir)
         self._init_info(read_model_json(self.model_dir))
         requested = resolve_providers(providers)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if threads and threads > 0:
-            options.intra_op_num_threads = int(threads)
-        provider_args = []
-        for p in requested:
-            if p == "TensorrtExecutionProvider":  # cache engines: building one takes minutes
-                cache = Path.home() / ".cache" / "mpvss_ros" / "trt"
-                cache.mkdir(parents=True, exist_ok=True)
-                provider_args.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
-            else:
-                provider_args.append(p)
+        self.device_type = device_type(requested)
+        self.device_id = int(device_id)
+        self.host_postprocess = self.device_type == "cpu" if host_postprocess is None else bool(host_postprocess)
+        self.io_binding = self.device_type != "cpu" if io_binding is None else bool(io_binding)
+        options = session_options(threads)
+        provider_args = provider_options(requested, device_id=device_id, trt_fp16=trt_fp16,
+                                         trt_cache_dir=trt_cache_dir)
         graphs = self.info["graphs"]
-        self._seg = self._session(ort, graphs["segmentor"], "segmentor", options, provider_args)
-        self._flow = self._session(ort, graphs["flow"], "flow", options, provider_args)
-        check_onnx_signatures(self.info, self._seg, self._flow, (graphs["segmentor"], graphs["flow"]))
+        self._seg, seg_sig = self._session(ort, graphs["segmentor"], "segmentor", options, provider_args)
+        self._flow, flow_sig = self._session(ort, graphs["flow"], "flow", options, provider_args)
+        check_onnx_signatures(self.info, seg_sig, flow_sig, (graphs["segmentor"], graphs["flow"]))
         self.providers = self._seg.get_providers()
+        if device_type(self.providers) != self.device_type:  # e.g. CUDA asked for, its libraries missing
+            self.device_type = device_type(self.providers)
+            if io_binding is None:
+                self.io_binding = self.device_type != "cpu"
+        self._seg_outputs = [o.name for o in self._seg.get_outputs()]
+        self._flow_outputs = [o.name for o in self._flow.get_outputs()]
+        self._ort = ort
 
     def _session(self, ort, name: str, what: str, options, providers):
+        """(session, signature of the file on disk); the session may run the host-post-processing variant."""
+        import onnx
+
         path = member_path(self.model_dir, name, f"{what} graph")
         try:
-            return ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # ORT's own types; a corrupt or truncated file must say so in one line
+            model = onnx.load_model(str(path), load_external_data=False)
+            signature = GraphSignature(model)
+            pruned = host_postprocess_graph(model) if self.host_postprocess else None
+            source = pruned.SerializeToString() if pruned is not None else str(path)
+            return ort.InferenceSession(source, options, providers=providers), signature
+        except Exception as exc:  # ORT's and protobuf's own types: a corrupt file must say so in one line
             reason = " ".join(str(exc).split())
             raise ValueError(f"cannot load {what} graph {path}: {reason}") from None
 
     def _run_segmentor(self, x):
-        return self._seg.run(None, {"image": x})
+        if not self.io_binding:
+            return dict(zip(self._seg_outputs, self._seg.run(None, {"image": x})))
+        dev = self._device_value(x)
+        binding = self._seg.io_binding()
+        binding.bind_ortvalue_input("image", dev)
+        for name in self._seg_outputs:
+            binding.bind_output(name, self.device_type if name in KEY_OUTPUTS else "cpu", self.device_id)
+        binding.synchronize_inputs()
+        self._seg.run_with_iobinding(binding)
+        values = dict(zip(self._seg_outputs, binding.get_outputs()))
+        out = {n: v.numpy() for n, v in values.items()}  # device outputs: one copy each, for the host fields
+        out["device"] = {"image": dev, **{n: values[n] for n in KEY_OUTPUTS}}
+        return out
 
     def _run_flow(self, key: KeyState, x):
-        return self._flow.run(None, {"key_image": key.image, "image": x, "key_queries": key.queries,
-                                     "key_mask_logits": key.mask_logits, "key_class_logits": key.class_logits})
+        feeds = {"key_image": key.image, "key_queries": key.queries,
+                 "key_mask_logits": key.mask_logits, "key_class_logits": key.class_logits}
+        if not self.io_binding or key.device is None:
+            return dict(zip(self._flow_outputs, self._flow.run(None, {**feeds, "image": x})))
+        binding = self._flow.io_binding()
+        for name, value in (("key_image", "image"), ("key_queries", "queries"),
+                            ("key_mask_logits", "mask_logits"), ("key_class_logits", "class_logits")):
+            binding.bind_ortvalue_input(name, key.device[value])
+        binding.bind_ortvalue_input("image", self._device_value(x))
+        for name in self._flow_outputs:
+            binding.bind_output(name, "cpu")
+        binding.synchronize_inputs()
+        self._flow.run_with_iobinding(binding)
+        return dict(zip(self._flow_outputs, binding.copy_outputs_to_cpu()))
+
+    def _device_value(self, array: np.ndarray):
+        return self._ort.OrtValue.ortvalue_from_numpy(array, self.device_type, self.device_id)
 
 
 class TorchRunner(_RunnerBase):
@@ -142,7 +194,7 @@ class TorchRunner(_RunnerBase):
     def __init__(self, model_dir_or_checkpoint: str | Path, device: str = "cpu"):
         import torch
 
-        from mpvss_ros.model.graphs import FlowGraph, SegmentorGraph
+        from mpvss_ros.model.graphs import FLOW_OUTPUTS, SEGMENTOR_OUTPUTS, FlowGraph, SegmentorGraph
         from mpvss_ros.model.mpvss import MPVSS
 
         path = Path(model_dir_or_checkpoint)
@@ -160,8 +212,11 @@ class TorchRunner(_RunnerBase):
         self.device = torch.device(device)
         self._init_info(info)
         self.providers = [str(self.device)]
-        self._seg = SegmentorGraph(self.model).eval()
-        self._flow = FlowGraph(self.model).eval()
+        # labels/confidence from runtime.postprocess, as the ONNX runner does on the CPU
+        self._seg = SegmentorGraph(self.model, full_resolution=False).eval()
+        self._flow = FlowGraph(self.model, full_resolution=False).eval()
+        self._seg_outputs = list(SEGMENTOR_OUTPUTS[:4]) + [SCORES]
+        self._flow_outputs = list(FLOW_OUTPUTS[:2]) + [SCORES]
         self._torch = torch
 
     @staticmethod
@@ -180,10 +235,11 @@ class TorchRunner(_RunnerBase):
         return [o.cpu().numpy() for o in outs]
 
     def _run_segmentor(self, x):
-        return self._run(self._seg, x)
+        return dict(zip(self._seg_outputs, self._run(self._seg, x)))
 
     def _run_flow(self, key: KeyState, x):
-        return self._run(self._flow, key.image, x, key.queries, key.mask_logits, key.class_logits)
+        return dict(zip(self._flow_outputs,
+                        self._run(self._flow, key.image, x, key.queries, key.mask_logits, key.class_logits)))
 
 
 def create_runner(path: str | Path, backend: str = "auto", providers="auto", threads: int = 0,
