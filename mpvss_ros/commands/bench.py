@@ -16,6 +16,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
     parser.add_argument("--providers", default="auto", help="auto or comma-separated ORT providers")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
+    parser.add_argument("--postprocess", default="auto", choices=["auto", "host", "graph"],
+                        help="full-resolution labels on the host from mask-grid scores (auto: on the CPU) "
+                             "or by the graphs' own up-sampling tail")
+    parser.add_argument("--io-binding", default="auto", choices=["auto", "on", "off"],
+                        help="keep the key state on the device between frames (auto: on a GPU)")
+    parser.add_argument("--trt-fp16", default="on", choices=["on", "off"], help="TensorRT fp16 kernels")
     parser.add_argument("--intervals", default="1,2,5,10")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -34,15 +40,32 @@ def run(args) -> int:
     if not (model_dir / "model.json").is_file():
         raise CommandError(f"{model_dir} is not a model directory (no model.json)")
     intervals = parse_int_list(args.intervals, "--intervals")
-    providers = "auto" if args.providers == "auto" else args.providers.split(",")
-    runner = create_runner(model_dir, backend=args.backend, providers=providers, threads=args.threads)
+    providers = "auto" if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
+    options = {}
+    if args.backend == "onnxruntime":
+        tri = {"auto": None, "on": True, "off": False, "host": True, "graph": False}
+        options = {"host_postprocess": tri[args.postprocess], "io_binding": tri[args.io_binding],
+                   "trt_fp16": args.trt_fp16 == "on"}
+    try:
+        runner = create_runner(model_dir, backend=args.backend, providers=providers, threads=args.threads,
+                               **options)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
     size = parse_size(args.size) if args.size else tuple(runner.input_size)
-    print(f"benchmarking {model_dir} on {runner.backend} {list(runner.providers)} at {size[0]}x{size[1]}")
+    extra = ""
+    if args.backend == "onnxruntime":
+        extra = (f" (labels on the {'host' if runner.host_postprocess else 'graph'}, "
+                 f"IO binding {'on ' + runner.device_type if runner.io_binding else 'off'})")
+    print(f"benchmarking {model_dir} on {runner.backend} {list(runner.providers)}{extra} at {size[0]}x{size[1]}")
     result = benchmark_runner(runner, size, intervals=intervals, repeats=args.repeats,
                               warmup=args.warmup, pipeline_frames=args.frames)
     meta = json.loads((model_dir / "model.json").read_text())
     gflops = (meta.get("metrics") or {}).get("gflops")
     result["gflops"] = gflops
+    result["threads"] = args.threads
+    if args.backend == "onnxruntime":
+        result["runner_options"] = {"host_postprocess": runner.host_postprocess, "io_binding": runner.io_binding,
+                                    "device": runner.device_type, "trt_fp16": args.trt_fp16 == "on"}
     result["ros_overhead_ms"] = None
     if not args.no_ros:
         from mpvss_ros.ros.overhead import measure_ros_overhead

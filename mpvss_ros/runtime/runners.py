@@ -69,13 +69,14 @@ class _RunnerBase:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {desc}")
+        import cv2
+
         h, w = self.input_size
         if image.shape[:2] != (h, w):
-            import cv2
-
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         out = np.empty((1, 3, h, w), np.float32)
-        out[0] = image.transpose(2, 0, 1)  # one pass: gather + convert into the planar buffer
+        for c, plane in enumerate(cv2.split(image)):  # contiguous planes: ~2x faster than a strided cast
+            out[0, c] = plane
         return out
 
     def _frame_output(self, out: dict) -> FrameOutput:
@@ -243,15 +244,18 @@ class TorchRunner(_RunnerBase):
 
 
 def create_runner(path: str | Path, backend: str = "auto", providers="auto", threads: int = 0,
-                  device: str = "cpu"):
-    """backend "auto": ONNX Runtime when the directory has model.json + graphs, else torch."""
+                  device: str = "cpu", **onnx_options):
+    """backend "auto": ONNX Runtime when the directory has model.json + graphs, else torch.
+
+    onnx_options go to OnnxRunner (host_postprocess, io_binding, device_id, trt_fp16, trt_cache_dir).
+    """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
     if backend == "auto":
         backend = "onnx" if (path / "model.json").is_file() else "torch"
     if backend in ("onnx", "onnxruntime", "ort"):
-        return OnnxRunner(path, providers=providers, threads=threads)
+        return OnnxRunner(path, providers=providers, threads=threads, **onnx_options)
     if backend == "torch":
         return TorchRunner(path, device=device)
     raise ValueError(f"unknown backend {backend!r} (auto, onnx, torch)")

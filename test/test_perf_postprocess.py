@@ -1,0 +1,77 @@
+"""Host post-processing (runtime.postprocess): equal to the dense rule and to transformers'
+post-processing; micro-benchmarks of it against the dense up-sampling (disabled in the suite)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mpvss_ros.model.fusion import labels_and_confidence as dense_torch
+from mpvss_ros.runtime.postprocess import _dense, labels_and_confidence
+
+
+def _scores(h, w, seed, noise=0.05, classes=19):
+    g = torch.Generator().manual_seed(seed)
+    smooth = F.interpolate(torch.rand(1, classes, max(h // 8, 1), max(w // 8, 1), generator=g) ** 3,
+                           size=(h, w), mode="bilinear", align_corners=False)
+    return (smooth + noise * torch.rand(1, classes, h, w, generator=g)).float()
+
+
+@pytest.mark.parametrize("shape,seed", [((16, 32), 0), ((24, 40), 1), ((32, 64), 2), ((7, 9), 3)])
+def test_block_rule_equals_dense_upsampling(shape, seed):
+    s = _scores(*shape, seed)
+    size = (4 * shape[0], 4 * shape[1])
+    ref_labels, ref_conf = dense_torch(s, size)
+    labels, conf = labels_and_confidence(s[0].numpy(), size)
+    assert labels.dtype == np.uint8 and labels.shape == size and conf.dtype == np.float32
+    assert (labels == ref_labels[0].numpy()).mean() == 1.0
+    assert np.abs(conf - ref_conf[0].numpy()).max() < 1e-5
+
+
+def test_other_integer_factors_and_fallback():
+    s = _scores(12, 20, 4)
+    for size in [(24, 40), (36, 60), (12, 20), (30, 50)]:  # x2, x3, x1, non-integer (dense path)
+        ref_labels, ref_conf = dense_torch(s, size)
+        labels, conf = labels_and_confidence(s[0].numpy(), size)
+        assert (labels == ref_labels[0].numpy()).mean() >= 0.999, size
+        assert np.abs(conf - ref_conf[0].numpy()).max() < 1e-4, size
+
+
+def test_uniform_scores_take_the_shortcut_everywhere():
+    s = np.zeros((19, 8, 16), np.float32)
+    s[5] = 0.9
+    s[2] = 0.1
+    labels, conf = labels_and_confidence(s, (32, 64))
+    assert (labels == 5).all() and np.allclose(conf, 0.9)
+
+
+def test_matches_transformers_post_processing():
+    from transformers import Mask2FormerImageProcessorPil
+    from transformers.models.mask2former.modeling_mask2former import Mask2FormerForUniversalSegmentationOutput
+
+    from mpvss_ros.model.fusion import semantic_probabilities
+
+    torch.manual_seed(3)
+    # transformers resizes masks to 384x384 first: masks already that size keep the step an identity
+    class_logits = torch.randn(1, 8, 20) * 3
+    mask_logits = F.interpolate(torch.randn(1, 8, 24, 24) * 4, size=(384, 384), mode="bilinear",
+                                align_corners=False)
+    outputs = Mask2FormerForUniversalSegmentationOutput(class_queries_logits=class_logits,
+                                                        masks_queries_logits=mask_logits)
+    theirs = Mask2FormerImageProcessorPil().post_process_semantic_segmentation(
+        outputs, target_sizes=[(1536, 1536)])[0].numpy()
+    scores = semantic_probabilities(class_logits, mask_logits)[0].numpy()
+    labels, _ = labels_and_confidence(scores, (1536, 1536))
+    assert (labels == theirs).mean() >= 0.999
+
+
+def test_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        labels_and_confidence(np.zeros((8, 16), np.float32), (32, 64))
+
+
+@pytest.mark.parametrize("method", ["blocks", "dense"])
+def test_bench_postprocess_512x1024(benchmark, method):
+    scores = _scores(128, 256, 7, noise=0.0)[0].numpy()
+    fn = labels_and_confidence if method == "blocks" else (lambda s, size: _dense(s, size, 1e-6))
+    labels, _ = benchmark(fn, scores, (512, 1024))
+    assert labels.shape == (512, 1024)

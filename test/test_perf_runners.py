@@ -1,0 +1,139 @@
+"""The runner's fast paths agree with the plain ones: host post-processing vs the graphs' own
+labels, IO binding (on the CPU device) vs plain runs, the flow graph's pair pre-processing vs
+the model; provider options; key vs non-key micro-benchmarks (disabled in the suite)."""
+import numpy as np
+import pytest
+import torch
+
+from mpvss_ros.model.export import export_random_model
+from mpvss_ros.runtime.ort_session import (GraphSignature, device_type, host_postprocess_graph,
+                                           provider_options, resolve_providers)
+from mpvss_ros.runtime.runners import KeyState, OnnxRunner
+
+SIZE = (64, 128)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    # same location as test_export_onnx.py's fixture: the model is exported once per session
+    out = tmp_path_factory.getbasetemp() / "mpvss_tiny_model"
+    if not (out / "model.json").is_file():
+        export_random_model(out, size=SIZE, tiny=True, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, size=(SIZE[0] // 4, SIZE[1] // 4 + 4, 3), dtype=np.uint8)
+    import cv2
+
+    big = cv2.resize(base, (base.shape[1] * 4, base.shape[0] * 4), interpolation=cv2.INTER_LINEAR)
+    return [np.ascontiguousarray(big[:, i:i + SIZE[1]]) for i in (0, 3, 6)]
+
+
+def test_host_postprocessing_equals_graph_outputs(model_dir, frames):
+    fast = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1)
+    plain = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, host_postprocess=False)
+    assert fast.host_postprocess and not plain.host_postprocess
+    assert [o.name for o in fast._seg.get_outputs()] == ["queries", "mask_logits", "class_logits", "probs",
+                                                         "scores"]
+    assert [o.name for o in fast._flow.get_outputs()] == ["mask_logits", "probs", "scores"]
+    kf, of = fast.key_frame(frames[0])
+    kp, op = plain.key_frame(frames[0])
+    assert (of.labels == op.labels).mean() >= 0.999 and np.abs(of.confidence - op.confidence).max() < 1e-4
+    assert np.array_equal(of.probs, op.probs) and np.array_equal(kf.queries, kp.queries)
+    for frame in frames[1:]:
+        pf, pp = fast.propagate(kf, frame), plain.propagate(kp, frame)
+        assert (pf.labels == pp.labels).mean() >= 0.999
+        assert np.abs(pf.confidence - pp.confidence).max() < 1e-4
+        assert np.abs(pf.mask_logits - pp.mask_logits).max() < 1e-5
+
+
+def test_io_binding_on_the_cpu_device(model_dir, frames):
+    bound = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, io_binding=True)
+    plain = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1)
+    assert bound.io_binding and bound.device_type == "cpu"
+    kb, ob = bound.key_frame(frames[0])
+    kp, op = plain.key_frame(frames[0])
+    assert isinstance(kb, KeyState) and set(kb.device) == {"image", "queries", "mask_logits", "class_logits"}
+    assert kb.device["mask_logits"].shape() == list(kb.mask_logits.shape)
+    assert np.array_equal(kb.device["queries"].numpy(), kb.queries)
+    assert np.array_equal(ob.labels, op.labels) and np.allclose(ob.mask_logits, op.mask_logits, atol=1e-6)
+    for frame in frames[1:]:
+        pb, pp = bound.propagate(kb, frame), plain.propagate(kp, frame)
+        assert np.array_equal(pb.labels, pp.labels) and np.allclose(pb.probs, pp.probs, atol=1e-6)
+    # a key state without device values (e.g. made by another runner) still propagates
+    host_only = KeyState(kb.image, kb.queries, kb.mask_logits, kb.class_logits)
+    assert np.array_equal(bound.propagate(host_only, frames[1]).labels, plain.propagate(kp, frames[1]).labels)
+
+
+def test_provider_resolution_and_options(tmp_path):
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers("auto", available=gpu) == gpu
+    assert resolve_providers("auto", available=["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert resolve_providers("CUDAExecutionProvider", available=gpu) == ["CUDAExecutionProvider",
+                                                                         "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="not available"):
+        resolve_providers(["CUDAExecutionProvider"], available=["CPUExecutionProvider"])
+    opts = provider_options(gpu, device_id=1, trt_fp16=True, trt_cache_dir=tmp_path / "trt")
+    name, trt = opts[0]
+    assert name == "TensorrtExecutionProvider" and trt["trt_fp16_enable"] is True and trt["device_id"] == 1
+    assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert (tmp_path / "trt").is_dir()
+    assert opts[1][0] == "CUDAExecutionProvider" and opts[1][1]["device_id"] == 1
+    assert opts[2] == "CPUExecutionProvider"
+    assert provider_options(gpu[:1], trt_fp16=False, trt_cache_dir=tmp_path)[0][1]["trt_fp16_enable"] is False
+    assert device_type(gpu) == "cuda" and device_type(gpu[1:]) == "cuda" and device_type(gpu[2:]) == "cpu"
+
+
+def test_unavailable_gpu_provider_is_a_clear_error(model_dir):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    with pytest.raises(ValueError, match="CUDAExecutionProvider"):
+        OnnxRunner(model_dir, providers=["CUDAExecutionProvider"])
+
+
+def test_pruning_keeps_the_signature_and_needs_the_tail(model_dir):
+    import onnx
+
+    model = onnx.load_model(str(model_dir / "flow.onnx"))
+    pruned = host_postprocess_graph(model)
+    assert [o.name for o in pruned.graph.output] == ["mask_logits", "probs", "scores"]
+    assert len(pruned.graph.node) < len(model.graph.node)
+    assert not any(n.op_type == "ArgMax" for n in pruned.graph.node)
+    sig = GraphSignature(model)  # the file's own signature, as checked against model.json
+    assert [o.name for o in sig.get_outputs()] == ["mask_logits", "probs", "labels", "confidence"]
+    assert sig.get_outputs()[2].shape == [1, *SIZE]
+    assert host_postprocess_graph(pruned) is None  # no labels/confidence tail: nothing to cut
+
+
+def test_flow_graph_pair_preprocessing_equals_the_model():
+    from mpvss_ros.model.config import small_config
+    from mpvss_ros.model.graphs import FlowGraph, SegmentorGraph
+    from mpvss_ros.model.mpvss import MPVSS
+
+    torch.manual_seed(0)
+    model = MPVSS(small_config(SIZE)).eval()
+    with torch.no_grad():  # a non-trivial pixel flow, so the check covers real warping
+        for head in model.query_flow.encoder.predict:
+            head.weight.normal_(0, 0.05)
+    key = torch.rand(1, 3, *SIZE) * 255
+    image = torch.roll(key, (2, 3), (2, 3))
+    with torch.no_grad():
+        q, m, c = SegmentorGraph(model)(key)[:3]
+        ref = model.propagate(key, image, q, m)
+        ours = FlowGraph(model)(key, image, q, m, c)[0]
+    assert ref.flow.abs().max() > 0.1
+    assert torch.allclose(ours, ref.mask_logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("which", ["key", "nonkey"])
+def test_bench_key_vs_nonkey(benchmark, model_dir, frames, which):
+    runner = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1)
+    key, _ = runner.key_frame(frames[0])
+    fn = (lambda: runner.key_frame(frames[1])[1]) if which == "key" else (lambda: runner.propagate(key, frames[1]))
+    out = benchmark(fn)
+    assert out.labels.shape == SIZE
