@@ -43,7 +43,10 @@ def _load_runner(args):
     info = {"name": model_dir.name, "path": str(model_dir), "backend": getattr(runner, "backend", args.backend),
             "provenance": meta.get("provenance")}
     gflops = (meta.get("metrics") or {}).get("gflops")
-    return runner, info, gflops if isinstance(gflops, dict) else None
+    gflops = gflops if isinstance(gflops, dict) else None
+    info["input_size"] = list(getattr(runner, "input_size", []))
+    info["gflops"] = gflops
+    return runner, info, gflops
 
 
 def run(args) -> int:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The ablation of docs/RESULTS.md in one command (the paper's Table 3a / Fig. 3c on our data):
+# per-frame, copy, optical flow (DIS) and query flow at k = 1, 2, 5, 10 on a held-out generated
+# split (seed 9000, never used in training), then the ORT CPU timing of both graphs.
+#   tools/ablation.sh [MODEL_DIR]      (default models/default)
+set -eo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/tools/bootstrap"
+source "$ROOT/tools/env.sh"
+cd "$ROOT"
+MODEL="${1:-models/default}"
+WORK="${WORK:-runs/ablation}"
+mpvss() { python -m mpvss_ros.cli "$@"; }
+if [ ! -f "$WORK/data/.done" ]; then
+  rm -rf "$WORK/data"
+  mpvss make-sequences --out "$WORK/data" --split heldout --sequences 10 --frames 30 --size 256x512 --seed 9000
+  touch "$WORK/data/.done"
+fi
+mpvss evaluate --data "$WORK/data" --split heldout --model "$MODEL" \
+  --methods per-frame,copy,optical-flow,query-flow --intervals 1,2,5,10 --out "$WORK/report.json"
+mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30
+python -m mpvss_ros.evaluation.results_doc "$WORK/report.json" --bench "$WORK/bench.json" \
+  --out docs/RESULTS.md --plot docs/images/ablation_miou.png --command "tools/ablation.sh $MODEL" \
+  ${NOTES:+--notes "$NOTES"}
