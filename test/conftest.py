@@ -63,3 +63,37 @@ def spawn(tmp_path):
 
 
 PYTHON = sys.executable
+
+
+def _share_random_model_exports() -> None:
+    """Export each (size, tiny, seed, weights) random model once per test session.
+
+    `export_random_model` is deterministic for its arguments and an ONNX export costs 25-60 s on
+    2 cores; many test modules need the same small model. The first call exports for real (and is
+    what test_export_* checks); later calls copy that directory. Patched here, before the test
+    modules import the function.
+    """
+    import shutil
+    import tempfile
+
+    import mpvss_ros.model.export as export
+
+    real = export.export_random_model
+    cache_root = Path(tempfile.mkdtemp(prefix="mpvss-test-models-"))
+    cache: dict[tuple, Path] = {}
+
+    def shared(out_dir, size=(64, 128), tiny=True, seed=0, write_weights=True):
+        key = (tuple(size), bool(tiny), int(seed), bool(write_weights))
+        if key not in cache:
+            cache[key] = real(cache_root / f"m{len(cache)}", size=size, tiny=tiny, seed=seed,
+                              write_weights=write_weights)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for item in cache[key].iterdir():
+            shutil.copy2(item, out / item.name)
+        return out
+
+    export.export_random_model = shared
+
+
+_share_random_model_exports()
