@@ -99,3 +99,29 @@ def benchmark_runner(runner, camera_size: tuple[int, int], intervals=(1, 2, 5, 1
         "providers": list(runner.providers),
         "machine": machine_info(),
     }
+
+
+def plot_fps_vs_interval(results: dict[str, dict], path) -> None:
+    """PNG of pipeline FPS against the key-frame interval, one line per labelled bench.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, bench in results.items():
+        ks = sorted(int(k) for k in bench["pipeline_fps"])
+        fps = [bench["pipeline_fps"][str(k)] for k in ks]
+        ax.plot(ks, fps, marker="o", label=f"{label} (key {bench['key_ms']:.0f} ms, "
+                                           f"non-key {bench['nonkey_ms']:.0f} ms)")
+        if bench.get("key_ms") and bench.get("nonkey_ms"):  # what the latencies alone predict
+            ideal = [1e3 * k / (bench["key_ms"] + (k - 1) * bench["nonkey_ms"]) for k in ks]
+            ax.plot(ks, ideal, linestyle=":", color=ax.lines[-1].get_color())
+    ax.set_xlabel("key-frame interval k")
+    ax.set_ylabel("frames per second")
+    ax.set_xticks(sorted({int(k) for b in results.values() for k in b["pipeline_fps"]}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="measured (dotted: from key/non-key latency)", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

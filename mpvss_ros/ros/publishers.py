@@ -44,7 +44,9 @@ def label_info_json(class_names, palette, label_format: str, model: str) -> str:
 def class_stats(labels: np.ndarray, confidence: np.ndarray, num_classes: int):
     """(mean confidence per class over its pixels, pixel fraction per class)."""
     flat = labels.ravel()
-    counts = np.bincount(flat, minlength=256)[:num_classes].astype(np.float64)
+    # cv2's histogram reads uint8 directly (np.bincount first widens 2M labels to int64): ~10x faster
+    counts = cv2.calcHist([np.ascontiguousarray(labels, np.uint8)], [0], None, [256], [0, 256])[:num_classes, 0]
+    counts = counts.astype(np.float64)
     conf_sum = np.bincount(flat, weights=confidence.ravel(), minlength=256)[:num_classes]
     mean = np.divide(conf_sum, counts, out=np.zeros(num_classes), where=counts > 0)
     return mean.astype(np.float32), (counts / max(flat.size, 1)).astype(np.float32)
