@@ -76,10 +76,10 @@ def running_node(log_path: Path, *ros_args: str, delay_s: float = 0.0, autostart
         stop_process(proc)
 
 
-def diagnostics(client, after: int = 0):
+def diagnostics(client, after: int = 0, topic: str = "/diagnostics"):
     """(segmentation values dict, segmentation status, input status) of the newest /diagnostics."""
     from mpvss_ros.ros.diagnostics import values_of
-    msgs = client.messages("/diagnostics")[after:]
+    msgs = client.messages(topic)[after:]
     if not msgs:
         return None
     seg, inp = msgs[-1].status

@@ -220,9 +220,15 @@ class SegmenterNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_lifecycle_publisher(self._diag_pub)
             self._diag_pub = None
-        with self._segment_lock:
+        # The worker holds the lock during inference; a frame abandoned at shutdown must not
+        # keep us here (when it ends it finds no segmenter or outputs and publishes nothing).
+        locked = self._segment_lock.acquire(timeout=1.0)
+        try:
             self._segmenter = None
             self._runner = None
+        finally:
+            if locked:
+                self._segment_lock.release()
 
     # ----------------------------------------------------------------- frames
     def _on_image(self, msg: Image) -> None:
@@ -258,6 +264,8 @@ class SegmenterNode(LifecycleNode):
 
     def _on_worker_error(self, exc: BaseException) -> None:
         """An exception while segmenting one frame: counted and logged; the next frame is served."""
+        if not self.context.ok():  # SIGINT/SIGTERM shut the context down under a busy worker
+            return
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         self._stats.on_failed(reason)
         if self._throttle.ready(f"inference {type(exc).__name__}"):
