@@ -97,3 +97,14 @@ def _share_random_model_exports() -> None:
 
 
 _share_random_model_exports()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random model directory (64x128 graphs + weights), exported once per session."""
+    from mpvss_ros.model.export import export_random_model
+
+    out = tmp_path_factory.getbasetemp() / "mpvss_tiny_model"
+    if not (out / "model.json").is_file():
+        export_random_model(out, size=(64, 128), tiny=True, seed=0)
+    return out

@@ -4,20 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from mpvss_ros.model.export import export_random_model
 from mpvss_ros.model.graphs import FlowGraph, SegmentorGraph
 from mpvss_ros.model.mpvss import MPVSS
 
 SIZE = (64, 128)
 
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    # shared with test_runners.py through the session's base temp dir: exported once per session
-    out = tmp_path_factory.getbasetemp() / "mpvss_tiny_model"
-    if not (out / "model.json").is_file():
-        export_random_model(out, size=SIZE, tiny=True, seed=0)
-    return out
 
 
 def test_model_directory_contents(model_dir):

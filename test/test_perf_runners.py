@@ -5,21 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from mpvss_ros.model.export import export_random_model
 from mpvss_ros.runtime.ort_session import (GraphSignature, device_type, host_postprocess_graph,
                                            provider_options, resolve_providers)
 from mpvss_ros.runtime.runners import KeyState, OnnxRunner
 
 SIZE = (64, 128)
 
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    # same location as test_export_onnx.py's fixture: the model is exported once per session
-    out = tmp_path_factory.getbasetemp() / "mpvss_tiny_model"
-    if not (out / "model.json").is_file():
-        export_random_model(out, size=SIZE, tiny=True, seed=0)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,11 @@
 import numpy as np
 import pytest
 
-from mpvss_ros.model.export import export_random_model
 from mpvss_ros.runtime.runners import (FrameOutput, KeyState, OnnxRunner, TorchRunner, create_runner,
                                        resolve_providers)
 
 SIZE = (64, 128)
 
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    # same location as test_export_onnx.py's fixture: the model is exported once per session
-    out = tmp_path_factory.getbasetemp() / "mpvss_tiny_model"
-    if not (out / "model.json").is_file():
-        export_random_model(out, size=SIZE, tiny=True, seed=0)
-    return out
 
 
 @pytest.fixture(scope="module")
