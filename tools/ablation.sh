@@ -21,4 +21,4 @@ mpvss evaluate --data "$WORK/data" --split heldout --model "$MODEL" \
 mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30
 python -m mpvss_ros.evaluation.results_doc "$WORK/report.json" --bench "$WORK/bench.json" \
   --out docs/RESULTS.md --plot docs/images/ablation_miou.png --command "tools/ablation.sh $MODEL" \
-  ${NOTES:+--notes "$NOTES"}
+  --notes "${NOTES:-docs/notes/results_notes.md}"
