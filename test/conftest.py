@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Node subprocesses log to files the tests read while the node runs: no stdio buffering there.
+os.environ.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
 @pytest.fixture(scope="session")
