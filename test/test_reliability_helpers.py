@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ros_helpers import RosClient, ScriptedRunner, wait_for  # noqa: E402
+from test_ros_helpers import RosClient, ScriptedRunner, stop_process, wait_for  # noqa: E402
 
 POISON = (255, 0, 255)  # a frame of this colour makes FaultyRunner raise
 
@@ -49,14 +47,6 @@ def node_args(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, rea
     return cmd + ["--ros-args", *ros_args]
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 @contextlib.contextmanager

@@ -201,6 +201,21 @@ class RosClient:
         return wait_for(arrived, timeout, f"{topic} for stamp {stamp}")
 
 
+def stop_process(proc) -> None:
+    """SIGINT the process, then SIGKILL if it has not exited within 15 s."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False) -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s)]

@@ -4,8 +4,6 @@ padding, label formats, bad frames, ~/label_info (transient local) and /diagnost
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 
 import numpy as np
@@ -21,7 +19,8 @@ from mpvss_ros.runtime.segmenter import VideoSegmenter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from test_ros_helpers import NODE, RosClient, ScriptedRunner, node_command, rgb_image_msg, wait_for
+from test_ros_helpers import (NODE, RosClient, ScriptedRunner, node_command, rgb_image_msg, stop_process,
+                              wait_for)
 
 pytestmark = pytest.mark.ros
 TOPICS = {"labels": Image, "confidence": Image, "overlay": Image, "class_stats": ClassStats,
@@ -47,12 +46,7 @@ def node(ros_domain, tmp_path_factory):
         yield client
     finally:
         client.close()
-        os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process(proc)
 
 
 def _frames(n: int, h=48, w=80, seed=0) -> list[np.ndarray]:

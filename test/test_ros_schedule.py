@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mpvss_ros.msg import ClassStats
-from test_ros_helpers import NODE, RosClient, node_command, rgb_image_msg, wait_for
+from test_ros_helpers import NODE, RosClient, node_command, rgb_image_msg, stop_process, wait_for
 
 pytestmark = pytest.mark.ros
 STATS = f"{NODE}/class_stats"
@@ -15,8 +15,6 @@ STATS = f"{NODE}/class_stats"
 @pytest.fixture(scope="module")
 def node(ros_domain, tmp_path_factory):
     """One autostarted node for the module (each test starts a new stream: new frame_id)."""
-    import os
-    import signal
     import subprocess
 
     log = tmp_path_factory.mktemp("node") / "node.log"
@@ -32,12 +30,7 @@ def node(ros_domain, tmp_path_factory):
         yield client
     finally:
         client.close()
-        os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process(proc)
 
 
 def _image(kind: str) -> np.ndarray:
