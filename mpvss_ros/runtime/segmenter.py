@@ -22,17 +22,27 @@ OUTPUT_SIZES = ("input", "inference")
 @dataclass
 class SegmentationResult:
     labels: np.ndarray          # (H, W) uint8 train ids at the output size
-    confidence: np.ndarray      # (H, W) float32 max class probability
     key_frame: bool
     frames_since_key: int
     inference_ms: float
     motion_score: float | None
     reset_reason: str | None    # why the key state was dropped before this frame, if it was
     probs: np.ndarray = field(repr=False)  # (K, h, w) float32 at mask resolution
+    # Max class probability at the model's input size; up-sampled to the output size only when
+    # read (a node nobody asks for confidence from pays nothing for it).
+    model_confidence: np.ndarray = field(repr=False, default=None)
+    _confidence: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def size(self) -> tuple[int, int]:
         return self.labels.shape[:2]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(H, W) float32 max class probability at the output size."""
+        if self._confidence is None:
+            self._confidence = resize_map(self.model_confidence, self.size)
+        return self._confidence
 
     def class_probability(self, train_id: int) -> np.ndarray:
         """(H, W) float32 probability of one class, up-sampled to the output size on demand."""
@@ -113,10 +123,7 @@ class VideoSegmenter:
         self._last_stamp = stamp_s
         self._stream = stream
         self.frames += 1
-        labels, confidence = out.labels, out.confidence
-        if self.output_size == "input":
-            labels = resize_labels(labels, shape)
-            confidence = resize_map(confidence, shape)
+        labels = resize_labels(out.labels, shape) if self.output_size == "input" else out.labels
         return SegmentationResult(
-            labels=labels, confidence=confidence, key_frame=key, frames_since_key=since,
-            inference_ms=inference_ms, motion_score=score, reset_reason=reason, probs=out.probs)
+            labels=labels, key_frame=key, frames_since_key=since, inference_ms=inference_ms,
+            motion_score=score, reset_reason=reason, probs=out.probs, model_confidence=out.confidence)
