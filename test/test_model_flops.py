@@ -30,3 +30,19 @@ def test_default_config_key_over_nonkey_at_least_6():
     g = model_gflops(model, (256, 512))
     assert 0.5 < g["key"] < 5 and g["nonkey"] > 0.05
     assert g["ratio"] >= 6.0, g
+
+
+def test_flow_graph_counts_the_gather_warp_like_grid_sample():
+    """The flow graph warps with gathers, which the counter cannot see; model_gflops adds the
+    same 4 MACs per warped element that grid_sample is counted with."""
+    from mpvss_ros.model.graphs import FlowGraph, SegmentorGraph
+    from mpvss_ros.model.warp import warp_macs
+
+    torch.manual_seed(0)
+    model = MPVSS(MPVSSConfig()).eval()
+    image = torch.rand(1, 3, 128, 256) * 255
+    with torch.no_grad():
+        queries, masks, classes = SegmentorGraph(model)(image)[:3]
+    counted = count_gflops(FlowGraph(model), image, image.clone(), queries, masks, classes)
+    assert abs(model_gflops(model, (128, 256))["nonkey"] - counted - warp_macs(masks.shape) / 1e9) < 1e-9
+    assert warp_macs(masks.shape) == 4 * masks.numel()

@@ -41,6 +41,51 @@ def test_each_query_gets_its_own_flow():
     assert out[0, 0, 4, 4] == 1.0 and out[0, 1, 4, 3] == 1.0 and out[0, 1, 4, 4] == 0.0
 
 
+@pytest.mark.parametrize("scale", [0.3, 4.0, 80.0])
+def test_gather_warp_equals_grid_sample(scale):
+    """The exported graph's gather warp samples like grid_sample(border, align_corners=False),
+    including flows that leave the view (clamped to the edge)."""
+    torch.manual_seed(2)
+    masks = torch.randn(2, 4, 12, 20) * 5
+    flow = torch.randn(2, 4, 2, 12, 20) * scale
+    ref = warp_masks(masks, flow)
+    out = warp_masks(masks, flow, method="gather")
+    assert torch.max(torch.abs(out - ref)).item() <= 1e-4
+    # a wrong neighbour or weight would be visible: the result is not just the input
+    assert torch.max(torch.abs(out - masks)).item() > 0.5
+
+
+def test_gather_warp_integer_shift_and_edges_exactly():
+    key = torch.arange(2 * 6 * 9, dtype=torch.float32).reshape(1, 2, 6, 9)
+    flow = torch.zeros(1, 2, 2, 6, 9)
+    flow[0, 0, 0] = 2.0  # query 0 samples two pixels to the right
+    flow[0, 1, 1] = -100.0  # query 1 samples far above the view: the top row, clamped
+    out = warp_masks(key, flow, method="gather")
+    assert torch.equal(out[0, 0, :, :7], key[0, 0, :, 2:])
+    assert torch.equal(out[0, 0, :, 7:], key[0, 0, :, 8:9].expand(6, 2))
+    assert torch.equal(out[0, 1], key[0, 1, :1].expand(6, 9))
+
+
+def test_gather_warp_gradients_match_grid_sample():
+    torch.manual_seed(3)
+    masks = torch.randn(1, 3, 8, 10)
+    flow = (torch.randn(1, 3, 2, 8, 10) * 2).requires_grad_(True)
+    grads = []
+    for method in ("grid_sample", "gather"):
+        m = masks.clone().requires_grad_(True)
+        f = flow.detach().clone().requires_grad_(True)
+        (warp_masks(m, f, method=method) ** 2).sum().backward()
+        grads.append((m.grad, f.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-4)
+    interior = grads[0][1].abs() > 0  # clamped points have no flow gradient in either
+    assert torch.allclose(grads[0][1][interior], grads[1][1][interior], atol=1e-3)
+
+
+def test_unknown_warp_method_raises():
+    with pytest.raises(ValueError, match="unknown warp method"):
+        warp_masks(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 4, 4), method="nearest")
+
+
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         warp_masks(torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))

@@ -4,7 +4,8 @@ Convention: **GFLOPs here are GMACs** (one multiply-add = 1), as papers quote "F
 `torch.utils.flop_counter.FlopCounterMode` reports 2 x MACs, so its total is halved.
 Counted: convolutions and matrix products (linear layers, attention under the MATH SDPA
 backend - the fused CPU kernel would count 0) plus `grid_sample` added by hand (4 MACs per
-output element for bilinear: the deformable attention of the pixel decoder and our warp).
+output element for bilinear: the deformable attention of the pixel decoder, and our warp, which
+the flow graph runs as gathers and lerps and is added by `warp_macs`).
 Not counted (both graphs alike): element-wise ops, softmax, normalisation, interpolation.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .graphs import FlowGraph, SegmentorGraph
 from .mpvss import MPVSS
+from .warp import warp_macs
 
 
 def _grid_sampler_flop(input_shape, grid_shape, *args, out_shape=None, **kwargs) -> int:
@@ -50,4 +52,5 @@ def model_gflops(model: MPVSS, size: tuple[int, int] | None = None) -> dict[str,
     with torch.no_grad():
         queries, masks, classes = seg(image)[:3]
     nonkey = count_gflops(FlowGraph(model), image, image.clone(), queries, masks, classes)
+    nonkey += warp_macs(masks.shape) / 1e9  # the gather warp is invisible to the counter
     return {"key": key, "nonkey": nonkey, "ratio": key / nonkey}

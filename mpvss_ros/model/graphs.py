@@ -79,6 +79,6 @@ class FlowGraph(nn.Module):
 
     def forward(self, key_image, image, key_queries, key_mask_logits, key_class_logits):
         flow = self._query_flow(key_image, image, key_queries, tuple(key_mask_logits.shape[-2:]))
-        masks = warp_masks(key_mask_logits, flow)
+        masks = warp_masks(key_mask_logits, flow, method="gather")  # faster than GridSample on ORT's CPU
         scores = semantic_probabilities(key_class_logits, masks)
         return (masks, *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))
