@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mpvss_ros.model.export import export_random_model
@@ -46,3 +47,16 @@ def test_bench_rejects_a_non_model_directory(tmp_path):
                            "--out", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "no model.json" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_street_frames_are_a_moving_street_at_the_camera_size():
+    from mpvss_ros.evaluation.benchmark import street_frames
+
+    frames = street_frames((96, 160), 3)
+    again = street_frames((96, 160), 3)
+    assert [f.shape for f in frames] == [(96, 160, 3)] * 3 and frames[0].dtype == np.uint8
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))  # seeded
+    moved = np.abs(frames[2].astype(int) - frames[0].astype(int)).mean()
+    assert 0.5 < moved < 60  # the camera moves; it is the same street, not new noise
+    big = street_frames((1024, 2048), 1)[0]  # rendered at 512x1024, resized
+    assert big.shape == (1024, 2048, 3)

@@ -1,9 +1,11 @@
 """Latency and throughput of a model through the runtime, all measured in one run.
 
 Key and non-key latency are medians over repeated calls after warm-up; pipeline FPS runs the
-whole `VideoSegmenter` (resize, schedule, inference, output resize) over a moving synthetic
-sequence at the camera size for each key interval, so the ratios come from one process, one
-machine state.
+whole `VideoSegmenter` (resize, schedule, inference, output resize) over a generated street
+sequence (the data generator's scenes: a driving camera, moving objects) at the camera size for
+each key interval, so the ratios come from one process, one machine state. Street content matters:
+the host post-processing costs more where class boundaries are dense, and noise textures give a
+trained model far more boundaries than a street does.
 """
 from __future__ import annotations
 
@@ -28,6 +30,27 @@ def moving_frames(size: tuple[int, int], count: int, seed: int = 0) -> list[np.n
 
     big = cv2.resize(base, (base.shape[1] * 8, base.shape[0] * 8), interpolation=cv2.INTER_LINEAR)
     return [np.ascontiguousarray(big[:h, 3 * i: 3 * i + w]) for i in range(count)]
+
+
+def street_frames(size: tuple[int, int], count: int, seed: int = 7) -> list[np.ndarray]:
+    """`count` consecutive frames of one generated street sequence at `size` (rendered at most
+    512x1024, then resized: rendering is ~0.5 s per 512x1024 frame)."""
+    import cv2
+
+    from mpvss_ros.data.render import Renderer
+    from mpvss_ros.data.scene import make_scene
+
+    h, w = size
+    f = min(1.0, 512 / h, 1024 / w)
+    render_size = (max(8, round(h * f)), max(8, round(w * f)))
+    renderer = Renderer(make_scene(np.random.default_rng([seed, 0]), count, render_size))
+    frames = []
+    for t in range(count):
+        image = renderer.render(t)[0]
+        if render_size != (h, w):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        frames.append(np.ascontiguousarray(image))
+    return frames
 
 
 def _median_ms(fn, repeats: int, warmup: int) -> tuple[float, list[float]]:
@@ -65,7 +88,8 @@ def benchmark_runner(runner, camera_size: tuple[int, int], intervals=(1, 2, 5, 1
     """Measure key / non-key latency and pipeline FPS per key interval."""
     from mpvss_ros.runtime.preprocess import resize_image
 
-    frames = moving_frames(camera_size, max(pipeline_frames, 2))
+    progress(f"rendering {max(pipeline_frames, 2)} street frames at {camera_size[0]}x{camera_size[1]}")
+    frames = street_frames(camera_size, max(pipeline_frames, 2))
     model_in = [resize_image(f, tuple(runner.input_size)) for f in frames[:2]]
     progress(f"key frame latency ({repeats} runs after {warmup} warm-up)")
     key_ms, key_times = _median_ms(lambda: runner.key_frame(model_in[0]), repeats, warmup)
