@@ -75,3 +75,21 @@ def test_bench_postprocess_512x1024(benchmark, method):
     fn = labels_and_confidence if method == "blocks" else (lambda s, size: _dense(s, size, 1e-6))
     labels, _ = benchmark(fn, scores, (512, 1024))
     assert labels.shape == (512, 1024)
+
+
+def test_confidence_is_computed_only_when_read():
+    from mpvss_ros.runtime.postprocess import UpsampledScores
+    from mpvss_ros.runtime.runners import FrameOutput
+
+    s = _scores(16, 32, 5)[0].numpy()
+    up = UpsampledScores(s, (64, 128))
+    assert up._confidence is None  # labels alone do not build the full-resolution confidence
+    ref_labels, ref_conf = dense_torch(torch.from_numpy(s)[None], (64, 128))
+    assert (up.labels == ref_labels[0].numpy()).all()
+    assert np.abs(up.confidence - ref_conf[0].numpy()).max() < 1e-5
+    assert up.confidence is up.confidence  # computed once
+
+    calls = []
+    out = FrameOutput(up.labels, lambda: calls.append(1) or up.confidence, s, s)
+    assert calls == []
+    assert out.confidence is up.confidence and out.confidence is up.confidence and calls == [1]

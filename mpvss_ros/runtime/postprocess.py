@@ -42,47 +42,101 @@ def _block_weights(s: int) -> tuple[np.ndarray, int]:
     return w.astype(np.float32), o
 
 
+def _argmax_max(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(arg-max, max) over the leading axis of x (K, ...), first index on ties like `argmax`.
+
+    One vectorised pass per class: `np.argmax(axis=0)` moves the axis last first (a full copy),
+    several times slower than this for K = 19."""
+    best = x[0].copy()
+    arg = np.zeros(best.shape, np.uint8)
+    better = np.empty(best.shape, bool)
+    for c in range(1, x.shape[0]):
+        np.greater(x[c], best, out=better)
+        np.copyto(arg, c, where=better)
+        np.maximum(best, x[c], out=best)
+    return arg, best
+
+
+class UpsampledScores:
+    """Labels at `size` from fused scores (K, h, w), computed at once; confidence on first read.
+
+    Confidence is only needed by `~/confidence` and `~/class_stats`: two full-resolution resizes
+    and a division that a node without those subscribers, or an evaluation, never pays for.
+    """
+
+    def __init__(self, scores: np.ndarray, size: tuple[int, int], eps: float = 1e-6):
+        if scores.ndim != 3:
+            raise ValueError(f"expected scores (K, h, w), got shape {scores.shape}")
+        k, h, w = scores.shape
+        H, W = self.size = (int(size[0]), int(size[1]))
+        self.eps = eps
+        self._confidence = None
+        s = H // h
+        if s * h != H or s * w != W or s < 1:
+            self.labels, self._confidence = _dense(scores, size, eps)
+            return
+        # Class-first throughout: reductions over the leading K axis are K vectorised passes over
+        # contiguous planes (a per-pixel reduction over a short last axis is several times slower).
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+        arg, self._best = _argmax_max(scores)
+        self._total = scores.sum(axis=0)
+        o = s // 2
+        # Outputs are built block-major on the padded block grid: block (i, j) of (h+1, w+1)
+        # covers output pixels (s*i - s + o + y, s*j - s + o + x), y, x < s; the image is a crop.
+        a = np.pad(arg, 1, mode="edge")  # (h+2, w+2): block (i, j) has corners a[i:i+2, j:j+2]
+        c00 = a[:-1, :-1]
+        mixed = (c00 != a[:-1, 1:]) | (c00 != a[1:, :-1]) | (c00 != a[1:, 1:])  # (h+1, w+1)
+        big = cv2.resize(np.ascontiguousarray(c00), (s * (w + 1), s * (h + 1)), interpolation=cv2.INTER_NEAREST)
+        self._crop = (slice(s - o, s - o + H), slice(s - o, s - o + W))
+        self._blocks = (h + 1, s, w + 1, s)
+        self._bi, self._bj = np.nonzero(mixed)
+        self._share = None
+        if len(self._bi):
+            lab, self._share = self._mixed_blocks(scores, s)
+            big.reshape(self._blocks)[self._bi, :, self._bj, :] = lab
+        self.labels = big[self._crop].copy()
+
+    def _mixed_blocks(self, scores: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Blocks whose corners disagree: interpolated in all K classes -> (labels, share) (nb, s, s)."""
+        bi, bj = self._bi, self._bj
+        weights, _ = _block_weights(s)  # (s*s, 4)
+        padded = np.pad(scores, ((0, 0), (1, 1), (1, 1)), mode="edge")  # (K, h+2, w+2)
+        corners = np.stack([padded[:, bi, bj], padded[:, bi, bj + 1], padded[:, bi + 1, bj],
+                            padded[:, bi + 1, bj + 1]], axis=1)  # (K, 4, nb)
+        # class by class, with no (K, s*s, nb) intermediate: running arg-max, max and sum
+        win = weights @ corners[0]  # (s*s, nb)
+        lab = np.zeros(win.shape, np.uint8)
+        total = win.copy()
+        better = np.empty(win.shape, bool)
+        for c in range(1, scores.shape[0]):
+            v = weights @ corners[c]
+            np.greater(v, win, out=better)
+            np.copyto(lab, c, where=better)
+            np.maximum(win, v, out=win)
+            total += v
+        share = win / np.maximum(total, self.eps)
+        nb = len(bi)
+        return lab.T.reshape(nb, s, s), share.T.reshape(nb, s, s)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(H, W) float32: the winning class's share of the up-sampled scores."""
+        if self._confidence is None:
+            H, W = self.size
+            hb, s, wb, _ = self._blocks
+            big = np.empty((hb * s, wb * s), np.float32)
+            # Uniform blocks: two 1-channel resizes (cv2 uses the same half-pixel convention and
+            # edge clamping as torch's bilinear, align_corners=False).
+            big[self._crop] = cv2.resize(self._best, (W, H), interpolation=cv2.INTER_LINEAR) / \
+                np.maximum(cv2.resize(self._total, (W, H), interpolation=cv2.INTER_LINEAR), self.eps)
+            if self._share is not None:
+                big.reshape(self._blocks)[self._bi, :, self._bj, :] = self._share
+            self._confidence = big[self._crop].copy()
+        return self._confidence
+
+
 def labels_and_confidence(scores: np.ndarray, size: tuple[int, int], eps: float = 1e-6
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Fused scores (K, h, w) float32 -> labels (H, W) uint8, confidence (H, W) float32 at `size`."""
-    if scores.ndim != 3:
-        raise ValueError(f"expected scores (K, h, w), got shape {scores.shape}")
-    k, h, w = scores.shape
-    H, W = size
-    s = H // h
-    if s * h != H or s * w != W or s < 1:
-        return _dense(scores, size, eps)
-    scores = scores.astype(np.float32, copy=False)
-    grid = np.ascontiguousarray(scores.transpose(1, 2, 0))  # (h, w, K): one class vector per pixel
-    arg = grid.argmax(axis=2).astype(np.uint8)
-    best = np.take_along_axis(grid, arg[..., None].astype(np.intp), axis=2)[..., 0]
-    total = grid.sum(axis=2)
-    # Dense confidence for the uniform blocks: two 1-channel resizes (cv2 uses the same
-    # half-pixel convention and edge clamping as torch's bilinear, align_corners=False).
-    conf = cv2.resize(best, (W, H), interpolation=cv2.INTER_LINEAR) / \
-        np.maximum(cv2.resize(total, (W, H), interpolation=cv2.INTER_LINEAR), eps)
-
-    a = np.pad(arg, 1, mode="edge")  # (h+2, w+2): block (i, j) has corners a[i:i+2, j:j+2]
-    c00, c01, c10, c11 = a[:-1, :-1], a[:-1, 1:], a[1:, :-1], a[1:, 1:]
-    mixed = (c00 != c01) | (c00 != c10) | (c00 != c11)  # (h+1, w+1)
-    o = s // 2
-    labels_v = np.broadcast_to(c00[:, None, :, None], (h + 1, s, w + 1, s))
-    labels = labels_v.reshape(s * (h + 1), s * (w + 1))[s - o: s - o + H, s - o: s - o + W].copy()
-
-    bi, bj = np.nonzero(mixed)
-    if len(bi):
-        weights, _ = _block_weights(s)
-        padded = np.pad(grid, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        corners = np.stack([padded[bi, bj], padded[bi, bj + 1], padded[bi + 1, bj], padded[bi + 1, bj + 1]],
-                           axis=1)  # (nb, 4, K)
-        interp = np.matmul(weights, corners)  # (nb, s*s, K)
-        lab = interp.argmax(axis=2)
-        win = np.take_along_axis(interp, lab[..., None], axis=2)[..., 0]
-        share = win / np.maximum(interp.sum(axis=2), eps)
-        # block (bi, bj), in-block (y, x) -> output pixel (s*bi - s + o + y, s*bj - s + o + x)
-        ys = (s * bi - s + o)[:, None] + np.repeat(np.arange(s), s)[None, :]
-        xs = (s * bj - s + o)[:, None] + np.tile(np.arange(s), s)[None, :]
-        keep = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W)
-        labels[ys[keep], xs[keep]] = lab[keep]
-        conf[ys[keep], xs[keep]] = share[keep]
-    return labels, conf.astype(np.float32, copy=False)
+    up = UpsampledScores(scores, size, eps)
+    return up.labels, up.confidence

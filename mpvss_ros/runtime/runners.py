@@ -19,7 +19,7 @@ from mpvss_ros.runtime.model_checks import check_onnx_signatures, member_path, r
 from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, SCORES, GraphSignature, device_type,
                                            host_postprocess_graph, provider_options, resolve_providers,
                                            session_options)
-from mpvss_ros.runtime.postprocess import labels_and_confidence
+from mpvss_ros.runtime.postprocess import UpsampledScores
 
 __all__ = ["AUTO_PROVIDERS", "FrameOutput", "KeyState", "OnnxRunner", "TorchRunner", "create_runner",
            "read_model_json", "resolve_providers"]
@@ -40,12 +40,26 @@ class KeyState:
     device: dict | None = field(default=None, repr=False)
 
 
-@dataclass
 class FrameOutput:
-    labels: np.ndarray  # (H,W) uint8 train ids
-    confidence: np.ndarray  # (H,W) float32, share of the winning class (0..1)
-    probs: np.ndarray  # (K,h,w) float32 class distribution per mask-grid pixel
-    mask_logits: np.ndarray  # (N,h,w) float32
+    """One frame's outputs at the model input size.
+
+    labels (H,W) uint8 train ids; probs (K,h,w) float32 class distribution per mask-grid pixel;
+    mask_logits (N,h,w) float32; confidence (H,W) float32, the winning class's share (0..1),
+    given as an array or as a zero-argument function evaluated on first read (host
+    post-processing computes it only for callers that read it).
+    """
+
+    __slots__ = ("labels", "probs", "mask_logits", "_confidence")
+
+    def __init__(self, labels: np.ndarray, confidence, probs: np.ndarray, mask_logits: np.ndarray):
+        self.labels, self.probs, self.mask_logits = labels, probs, mask_logits
+        self._confidence = confidence
+
+    @property
+    def confidence(self) -> np.ndarray:
+        if callable(self._confidence):
+            self._confidence = self._confidence()
+        return self._confidence
 
 
 class _RunnerBase:
@@ -81,10 +95,9 @@ class _RunnerBase:
 
     def _frame_output(self, out: dict) -> FrameOutput:
         if SCORES in out:
-            labels, confidence = labels_and_confidence(out[SCORES][0], self.input_size)
-        else:
-            labels, confidence = out["labels"][0], out["confidence"][0]
-        return FrameOutput(labels, confidence, out["probs"][0], out["mask_logits"][0])
+            up = UpsampledScores(out[SCORES][0], self.input_size)
+            return FrameOutput(up.labels, lambda: up.confidence, out["probs"][0], out["mask_logits"][0])
+        return FrameOutput(out["labels"][0], out["confidence"][0], out["probs"][0], out["mask_logits"][0])
 
     def key_frame(self, image: np.ndarray) -> tuple[KeyState, FrameOutput]:
         x = self.preprocess(image)

@@ -28,9 +28,10 @@ class SegmentationResult:
     motion_score: float | None
     reset_reason: str | None    # why the key state was dropped before this frame, if it was
     probs: np.ndarray = field(repr=False)  # (K, h, w) float32 at mask resolution
-    # Max class probability at the model's input size; up-sampled to the output size only when
-    # read (a node nobody asks for confidence from pays nothing for it).
-    model_confidence: np.ndarray = field(repr=False, default=None)
+    # The runner's output: its confidence (at the model's input size) is computed, and
+    # up-sampled to the output size, only when read (a node nobody asks for confidence from
+    # pays nothing for it).
+    model_output: object = field(repr=False, default=None)
     _confidence: np.ndarray | None = field(repr=False, default=None)
 
     @property
@@ -41,7 +42,7 @@ class SegmentationResult:
     def confidence(self) -> np.ndarray:
         """(H, W) float32 max class probability at the output size."""
         if self._confidence is None:
-            self._confidence = resize_map(self.model_confidence, self.size)
+            self._confidence = resize_map(self.model_output.confidence, self.size)
         return self._confidence
 
     def class_probability(self, train_id: int) -> np.ndarray:
@@ -126,4 +127,4 @@ class VideoSegmenter:
         labels = resize_labels(out.labels, shape) if self.output_size == "input" else out.labels
         return SegmentationResult(
             labels=labels, key_frame=key, frames_since_key=since, inference_ms=inference_ms,
-            motion_score=score, reset_reason=reason, probs=out.probs, model_confidence=out.confidence)
+            motion_score=score, reset_reason=reason, probs=out.probs, model_output=out)
