@@ -165,3 +165,25 @@ def test_transformers_directory_round_trip_offline(tmp_path, monkeypatch, model)
     assert m2.segmentor.num_queries == model.segmentor.num_queries
     with pytest.raises(FileNotFoundError):
         KeyFrameSegmentor.from_pretrained(tmp_path / "nothing")
+
+
+def test_flow_head_fusion_is_the_3x3_conv_of_each_query_with_the_pixel_flow():
+    """The head's shared/grouped split computes exactly conv3x3([query flow; pixel flow]) per query."""
+    import torch.nn.functional as F
+
+    from mpvss_ros.model.flow_head import FlowHead
+    from mpvss_ros.model.motion_encoder import resize_flow
+
+    torch.manual_seed(4)
+    head = FlowHead(query_dim=16, feature_channels=8, embed_dim=4)
+    with torch.no_grad():
+        head.fuse.weight.normal_()
+        head.fuse.bias.normal_()
+    queries, feats = torch.randn(2, 3, 16), torch.randn(2, 8, 6, 10)
+    pixel = torch.randn(2, 2, 3, 5)
+    out = head(queries, feats, pixel, (6, 10))
+    qflow = head.query_flow(queries, feats)  # (2, 3, 2, 6, 10)
+    pflow = resize_flow(pixel, (6, 10))
+    for q in range(3):
+        ref = F.conv2d(torch.cat([qflow[:, q], pflow], dim=1), head.fuse.weight, head.fuse.bias, padding=1)
+        assert torch.allclose(out[:, q], ref, atol=1e-5)

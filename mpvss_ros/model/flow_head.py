@@ -63,5 +63,9 @@ class FlowHead(nn.Module):
         # all queries, so it is applied once and broadcast instead of on N stacked copies.
         weight = self.fuse.weight
         shared = F.conv2d(pflow, weight[:, 2:], self.fuse.bias, padding=1)
-        per_query = F.conv2d(qflow.reshape(b * n, 2, h, w), weight[:, :2], None, padding=1)
+        # The per-query half as one grouped conv over the N*2 channels (same sums as a batch of
+        # N two-channel images; ~1.5x faster in ONNX Runtime, whose blocked CPU conv wastes most
+        # of its lanes on two channels).
+        per_query = F.conv2d(qflow.reshape(b, n * 2, h, w), weight[:, :2].repeat(n, 1, 1, 1), None,
+                             padding=1, groups=n)
         return per_query.reshape(b, n, 2, h, w) + shared.unsqueeze(1)
