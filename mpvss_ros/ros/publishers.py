@@ -92,7 +92,9 @@ class OutputPublishers:
             if pub.get_subscription_count():
                 pub.publish(float_to_image(result.class_probability(train_id), header))
         if self.stats.get_subscription_count():
-            mean, fraction = class_stats(result.labels, result.confidence, len(self.class_names))
+            # at the model's resolution: the output is an up-sampling of it, and the statistics
+            # over 4-16x fewer pixels skip the full-resolution confidence altogether
+            mean, fraction = class_stats(result.model_labels, result.model_confidence, len(self.class_names))
             msg = ClassStats()
             msg.header = header
             msg.class_names = self.class_names

@@ -45,6 +45,16 @@ class SegmentationResult:
             self._confidence = resize_map(self.model_output.confidence, self.size)
         return self._confidence
 
+    @property
+    def model_labels(self) -> np.ndarray:
+        """(h, w) uint8 train ids at the model's input size (what `labels` is up-sampled from)."""
+        return self.model_output.labels
+
+    @property
+    def model_confidence(self) -> np.ndarray:
+        """(h, w) float32 max class probability at the model's input size."""
+        return self.model_output.confidence
+
     def class_probability(self, train_id: int) -> np.ndarray:
         """(H, W) float32 probability of one class, up-sampled to the output size on demand."""
         return resize_map(np.ascontiguousarray(self.probs[train_id]), self.size)
