@@ -202,18 +202,10 @@ class RosClient:
 
 
 def stop_process(proc) -> None:
-    """SIGINT the process, then SIGKILL if it has not exited within 15 s."""
-    import os
-    import signal
-    import subprocess
+    """SIGINT the process, escalating if it has not exited within 15 s."""
+    from mpvss_ros.ros.node_process import stop_process as stop
 
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    stop(proc, timeout_s=15.0)
 
 
 def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False) -> list[str]:

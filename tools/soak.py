@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -124,6 +123,7 @@ def wait(predicate, timeout: float, what: str):
 
 def soak(args) -> dict:
     from mpvss_ros.ros.conversions import rgb_to_image
+    from mpvss_ros.ros.node_process import stop_process
     from std_msgs.msg import Header
 
     ns = f"/soak{os.getpid()}"
@@ -182,13 +182,7 @@ def soak(args) -> dict:
         }
     finally:
         client.close()
-        if node.poll() is None:
-            os.kill(node.pid, signal.SIGINT)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(node.pid, signal.SIGKILL)
-                node.wait(10)
+        stop_process(node, timeout_s=30.0)
         log.close()
 
 

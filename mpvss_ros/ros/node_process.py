@@ -11,6 +11,22 @@ from pathlib import Path
 from mpvss_ros.ros.replay import IMAGE_OUT
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
+    """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL, to this PID only; the exit code."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            break
+        try:
+            os.kill(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return process.poll()
+
+
 class NodeProcess:
     """``mpvss node`` as a child process; its output goes to ``log_path``."""
 
@@ -55,20 +71,10 @@ class NodeProcess:
         return lines[-1] if lines else ""
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL, to this PID only."""
+        """Stop the node (`stop_process`) and close its log."""
         if self.process is None:
             return None
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                break
-            try:
-                os.kill(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self.process, timeout_s)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -36,6 +36,7 @@ def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 3
 
     from mpvss_ros.evaluation.benchmark import moving_frames
     from mpvss_ros.msg import ClassStats
+    from mpvss_ros.ros.node_process import stop_process
 
     namespace = f"/bench{os.getpid()}"
     node_proc = _start_node(Path(model_dir).resolve(), backend, namespace, interval)
@@ -95,8 +96,4 @@ def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 3
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        node_proc.terminate()
-        try:
-            node_proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_process(node_proc)

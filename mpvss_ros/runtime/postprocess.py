@@ -18,6 +18,8 @@ Non-integer factors fall back to the dense computation.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -32,6 +34,7 @@ def _dense(scores: np.ndarray, size: tuple[int, int], eps: float) -> tuple[np.nd
     return up.argmax(axis=2).astype(np.uint8), (best / np.maximum(up.sum(axis=2), eps)).astype(np.float32)
 
 
+@lru_cache(maxsize=8)  # the same few factors every frame; callers only read the array
 def _block_weights(s: int) -> tuple[np.ndarray, int]:
     """(s*s, 4) bilinear weights of the corners (00, 01, 10, 11) for the pixels of one block,
     and the offset of the first output pixel inside the block grid."""
