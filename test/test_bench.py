@@ -21,7 +21,7 @@ def test_bench_writes_design_keys(tiny_model, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mpvss_ros.cli", "bench", "--model", str(tiny_model), "--size", "96x192",
          "--out", str(out), "--repeats", "3", "--warmup", "1", "--frames", "10",
-         "--ros-size", "128x256", "--ros-frames", "4"],
+         "--ros-size", "128x256", "--ros-frames", "4", "--threads", "1"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     bench = json.loads(out.read_text())
@@ -40,6 +40,22 @@ def test_bench_writes_design_keys(tiny_model, tmp_path):
     assert ros["size"] == [128, 256] and ros["frames"] == 4
     assert 0 < ros["inference_ms_p50"] < ros["latency_ms_p50"]
     assert bench["ros_overhead_ms"] == ros["overhead_ms"] > 0
+    assert ros["threads"] == bench["threads"] == 1
+    assert ros["overhead_in_node_ms"] > 0
+    assert ros["overhead_in_node_ms"] + ros["overhead_transport_ms"] == pytest.approx(ros["overhead_ms"])
+
+
+def test_ros_loop_node_runs_with_the_bench_threads(monkeypatch):
+    """The node of the ROS loop gets the runner's thread count (a node with the backend default,
+    pinned to fewer cores than the machine has, oversubscribes them and inflates frame time)."""
+    from mpvss_ros.ros import overhead
+
+    seen = {}
+    monkeypatch.setattr(overhead.subprocess, "Popen", lambda cmd, **kw: seen.setdefault("cmd", cmd))
+    overhead._start_node("/m", "onnxruntime", "/ns", 5, 1)
+    cmd = seen["cmd"]
+    assert cmd[cmd.index("threads:=1") - 1] == "-p"
+    assert "schedule.interval:=5" in cmd and "model:=/m" in cmd
 
 
 def test_bench_rejects_a_non_model_directory(tmp_path):

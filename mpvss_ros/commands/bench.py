@@ -71,7 +71,7 @@ def run(args) -> int:
         from mpvss_ros.ros.overhead import measure_ros_overhead
 
         ros = measure_ros_overhead(model_dir, parse_size(args.ros_size), frames=args.ros_frames,
-                                   backend=args.backend)
+                                   backend=args.backend, threads=args.threads)
         result["ros_overhead_ms"] = ros["overhead_ms"]
         result["ros"] = ros
     result["peak_rss_mb"] = peak_rss_mb()

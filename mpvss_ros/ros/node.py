@@ -339,6 +339,9 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     """
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from mpvss_ros.ros.large_buffers import keep_large_buffers_on_heap
+
+    keep_large_buffers_on_heap()  # camera frames are megabytes: no page faults per message
     rclpy.init(args=args)
     node = SegmenterNode(runner_factory=runner_factory)
     try:

@@ -18,28 +18,32 @@ from pathlib import Path
 import numpy as np
 
 
-def _start_node(model_dir: Path, backend: str, namespace: str, interval: int) -> subprocess.Popen:
+def _start_node(model_dir: Path, backend: str, namespace: str, interval: int, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mpvss_ros.cli", "node", "--ros-args",
            "-r", f"__ns:={namespace}", "-r", "image:=/bench/image_raw",
-           "-p", f"model:={model_dir}", "-p", f"backend:={backend}",
+           "-p", f"model:={model_dir}", "-p", f"backend:={backend}", "-p", f"threads:={threads}",
            "-p", "schedule.mode:=interval", "-p", f"schedule.interval:={interval}",
            "-p", "input_reliability:=reliable"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
 
 
 def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 30,
-                         backend: str = "onnxruntime", interval: int = 5,
+                         backend: str = "onnxruntime", interval: int = 5, threads: int = 0,
                          timeout_s: float = 120.0) -> dict:
+    """``threads``: the node's intra-op threads, the same as the runner timed beside it (a node with
+    the backend default on a CPU set narrower than the machine oversubscribes it)."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from mpvss_ros.evaluation.benchmark import moving_frames
+    from mpvss_ros.evaluation.benchmark import street_frames
     from mpvss_ros.msg import ClassStats
+    from mpvss_ros.ros.large_buffers import keep_large_buffers_on_heap
     from mpvss_ros.ros.node_process import stop_process
 
+    keep_large_buffers_on_heap()  # as the node does: a camera driver reuses its frame buffers
     namespace = f"/bench{os.getpid()}"
-    node_proc = _start_node(Path(model_dir).resolve(), backend, namespace, interval)
+    node_proc = _start_node(Path(model_dir).resolve(), backend, namespace, interval, threads)
     rclpy.init(args=None)
     node = rclpy.create_node(f"mpvss_bench_{os.getpid()}")
     try:
@@ -52,11 +56,11 @@ def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 3
             received[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = time.perf_counter()
 
         def on_stats(msg):
-            stats[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg.inference_ms
+            stats[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = (msg.inference_ms, msg.total_ms)
 
         node.create_subscription(Image, f"{namespace}/mpvss_segmenter/labels", on_labels, qos)
         node.create_subscription(ClassStats, f"{namespace}/mpvss_segmenter/class_stats", on_stats, qos)
-        imgs = moving_frames(size, 8)
+        imgs = street_frames(size, 8)
         h, w = size
         deadline = time.monotonic() + timeout_s
         # Wait until the node is Active and subscribed.
@@ -66,7 +70,7 @@ def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 3
             if time.monotonic() > deadline:
                 raise TimeoutError("node did not subscribe to the bench image topic")
             rclpy.spin_once(node, timeout_sec=0.1)
-        latency, overhead = [], []
+        latency, overhead, in_node = [], [], []
         for i in range(frames + 2):  # the first two warm up
             msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, is_bigendian=0)
             msg.header.frame_id = "camera"
@@ -82,16 +86,22 @@ def measure_ros_overhead(model_dir: Path, size: tuple[int, int], frames: int = 3
             if i >= 2:
                 e2e = (received[key] - sent) * 1e3
                 latency.append(e2e)
-                overhead.append(e2e - stats[key])
-        inference = [stats[(i + 1) * 10**9] for i in range(2, frames + 2)]
+                inference_ms, total_ms = stats[key]
+                overhead.append(e2e - inference_ms)
+                in_node.append(total_ms - inference_ms)
+        inference = [stats[(i + 1) * 10**9][0] for i in range(2, frames + 2)]
         frame_ms = statistics.median(latency)
         return {
-            "size": [h, w], "frames": frames, "interval": interval,
+            "size": [h, w], "frames": frames, "interval": interval, "threads": threads,
             "latency_ms_p50": frame_ms,
             "inference_ms_p50": statistics.median(inference),
             "overhead_ms": statistics.median(overhead),
             "overhead_fraction": statistics.median(overhead) / frame_ms,
             "overhead_ms_p90": float(np.percentile(overhead, 90)),
+            # the node's share (conversion, resizing, message building; received -> published)
+            # and the rest (publishing, DDS transport both ways, receiving)
+            "overhead_in_node_ms": statistics.median(in_node),
+            "overhead_transport_ms": statistics.median(overhead) - statistics.median(in_node),
         }
     finally:
         node.destroy_node()

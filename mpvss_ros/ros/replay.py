@@ -177,7 +177,9 @@ class BagReplayer:
         from std_msgs.msg import String
 
         from mpvss_ros.msg import ClassStats
+        from mpvss_ros.ros.large_buffers import keep_large_buffers_on_heap
 
+        keep_large_buffers_on_heap()  # it publishes and receives camera-sized messages
         self.options = options
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context)
