@@ -93,33 +93,37 @@ class UpsampledScores:
         self._crop = (slice(s - o, s - o + H), slice(s - o, s - o + W))
         self._blocks = (h + 1, s, w + 1, s)
         self._bi, self._bj = np.nonzero(mixed)
-        self._share = None
         if len(self._bi):
-            lab, self._share = self._mixed_blocks(scores, s)
-            big.reshape(self._blocks)[self._bi, :, self._bj, :] = lab
+            big.reshape(self._blocks)[self._bi, :, self._bj, :] = self._mixed_blocks(scores, s)
         self.labels = big[self._crop].copy()
 
-    def _mixed_blocks(self, scores: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Blocks whose corners disagree: interpolated in all K classes -> (labels, share) (nb, s, s)."""
-        bi, bj = self._bi, self._bj
+    def _mixed_blocks(self, scores: np.ndarray, s: int) -> np.ndarray:
+        """Blocks whose corners disagree, interpolated in all K classes -> labels (nb, s, s)."""
         weights, _ = _block_weights(s)  # (s*s, 4)
         padded = np.pad(scores, ((0, 0), (1, 1), (1, 1)), mode="edge")  # (K, h+2, w+2)
-        corners = np.stack([padded[:, bi, bj], padded[:, bi, bj + 1], padded[:, bi + 1, bj],
-                            padded[:, bi + 1, bj + 1]], axis=1)  # (K, 4, nb)
-        # class by class, with no (K, s*s, nb) intermediate: running arg-max, max and sum
+        row = padded.shape[2]
+        at = self._bi * row + self._bj  # corner 00 of each block in the flat padded grid
+        nb = len(at)
+        corners = np.take(padded.reshape(len(padded), -1),
+                          np.concatenate([at, at + 1, at + row, at + row + 1]), axis=1).reshape(-1, 4, nb)
+        # class by class, with no (K, s*s, nb) intermediate: running arg-max and max
         win = weights @ corners[0]  # (s*s, nb)
         lab = np.zeros(win.shape, np.uint8)
-        total = win.copy()
         better = np.empty(win.shape, bool)
         for c in range(1, scores.shape[0]):
             v = weights @ corners[c]
             np.greater(v, win, out=better)
             np.copyto(lab, c, where=better)
             np.maximum(win, v, out=win)
-            total += v
-        share = win / np.maximum(total, self.eps)
-        nb = len(bi)
-        return lab.T.reshape(nb, s, s), share.T.reshape(nb, s, s)
+        self._mixed_win = win
+        self._mixed_total = corners.sum(axis=0)  # (4, nb): the sum over classes is linear too
+        return lab.T.reshape(nb, s, s)
+
+    def _mixed_share(self, s: int) -> np.ndarray:
+        """The winning class's share of the interpolated scores in the mixed blocks (nb, s, s)."""
+        weights, _ = _block_weights(s)
+        share = self._mixed_win / np.maximum(weights @ self._mixed_total, self.eps)
+        return share.T.reshape(-1, s, s)
 
     @property
     def confidence(self) -> np.ndarray:
@@ -132,8 +136,8 @@ class UpsampledScores:
             # edge clamping as torch's bilinear, align_corners=False).
             big[self._crop] = cv2.resize(self._best, (W, H), interpolation=cv2.INTER_LINEAR) / \
                 np.maximum(cv2.resize(self._total, (W, H), interpolation=cv2.INTER_LINEAR), self.eps)
-            if self._share is not None:
-                big.reshape(self._blocks)[self._bi, :, self._bj, :] = self._share
+            if len(self._bi):
+                big.reshape(self._blocks)[self._bi, :, self._bj, :] = self._mixed_share(s)
             self._confidence = big[self._crop].copy()
         return self._confidence
 
