@@ -15,7 +15,7 @@ def test_model_directory_contents(model_dir):
     names = sorted(p.name for p in model_dir.iterdir())
     assert names == ["config.json", "flow.onnx", "model.json", "segmentor.onnx", "weights.safetensors"]
     info = json.loads((model_dir / "model.json").read_text())
-    assert info["format"] == "mpvss-model" and info["version"] == 1
+    assert info["format"] == "mpvss-model" and info["version"] == 2
     assert info["input_size"] == list(SIZE)
     assert info["num_classes"] == 19 and len(info["class_names"]) == 19 and len(info["palette"]) == 19
     assert info["class_names"][11] == "person" and info["palette"][0] == [128, 64, 128]
@@ -37,9 +37,9 @@ def test_onnx_graphs_match_torch(model_dir):
     seg = ort.InferenceSession(str(model_dir / "segmentor.onnx"), providers=["CPUExecutionProvider"])
     flow = ort.InferenceSession(str(model_dir / "flow.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in seg.get_inputs()] == ["image"]
-    assert [o.name for o in seg.get_outputs()] == ["queries", "mask_logits", "class_logits", "probs",
+    assert [o.name for o in seg.get_outputs()] == ["queries", "mask_logits", "class_logits", "motion", "probs",
                                                     "labels", "confidence"]
-    assert [i.name for i in flow.get_inputs()] == ["key_image", "image", "key_queries", "key_mask_logits",
+    assert [i.name for i in flow.get_inputs()] == ["key_motion", "image", "key_queries", "key_mask_logits",
                                                     "key_class_logits"]
     assert [o.name for o in flow.get_outputs()] == ["mask_logits", "probs", "labels", "confidence"]
 
@@ -47,16 +47,17 @@ def test_onnx_graphs_match_torch(model_dir):
         t_seg = [t.numpy() for t in SegmentorGraph(model)(key)]
     o_seg = seg.run(None, {"image": key.numpy()})
     n, h, w = model.segmentor.num_queries, SIZE[0] // 4, SIZE[1] // 4
-    assert o_seg[1].shape == (1, n, h, w) and o_seg[4].shape == (1, *SIZE) and o_seg[4].dtype == np.uint8
-    assert o_seg[3].shape == (1, 19, h, w) and o_seg[5].dtype == np.float32
-    assert np.abs(o_seg[1] - t_seg[1]).max() <= 1e-3
-    assert np.abs(o_seg[2] - t_seg[2]).max() <= 1e-3
-    assert (o_seg[4] == t_seg[4]).mean() >= 0.999
+    assert o_seg[1].shape == (1, n, h, w) and o_seg[5].shape == (1, *SIZE) and o_seg[5].dtype == np.uint8
+    assert o_seg[4].shape == (1, 19, h, w) and o_seg[6].dtype == np.float32
+    assert o_seg[3].shape[0] == 1 and o_seg[3].shape[2:] == (h, w)  # motion: stride 2 on the half-size pair
+    for i in (1, 2, 3):
+        assert np.abs(o_seg[i] - t_seg[i]).max() <= 1e-3
+    assert (o_seg[5] == t_seg[5]).mean() >= 0.999
 
-    q, m, c = (torch.from_numpy(a) for a in o_seg[:3])
+    q, m, c, motion = (torch.from_numpy(a) for a in o_seg[:4])
     with torch.no_grad():
-        t_flow = [t.numpy() for t in FlowGraph(model)(key, image, q, m, c)]
-    o_flow = flow.run(None, {"key_image": key.numpy(), "image": image.numpy(), "key_queries": o_seg[0],
+        t_flow = [t.numpy() for t in FlowGraph(model)(motion, image, q, m, c)]
+    o_flow = flow.run(None, {"key_motion": o_seg[3], "image": image.numpy(), "key_queries": o_seg[0],
                              "key_mask_logits": o_seg[1], "key_class_logits": o_seg[2]})
     assert o_flow[0].shape == (1, n, h, w) and o_flow[2].shape == (1, *SIZE)
     assert np.abs(o_flow[0] - t_flow[0]).max() <= 1e-3

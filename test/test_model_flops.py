@@ -42,7 +42,7 @@ def test_flow_graph_counts_the_gather_warp_like_grid_sample():
     model = MPVSS(MPVSSConfig()).eval()
     image = torch.rand(1, 3, 128, 256) * 255
     with torch.no_grad():
-        queries, masks, classes = SegmentorGraph(model)(image)[:3]
-    counted = count_gflops(FlowGraph(model), image, image.clone(), queries, masks, classes)
+        queries, masks, classes, motion = SegmentorGraph(model)(image)[:4]
+    counted = count_gflops(FlowGraph(model), motion, image.clone(), queries, masks, classes)
     assert abs(model_gflops(model, (128, 256))["nonkey"] - counted - warp_macs(masks.shape) / 1e9) < 1e-9
     assert warp_macs(masks.shape) == 4 * masks.numel()

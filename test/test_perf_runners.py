@@ -27,8 +27,8 @@ def test_host_postprocessing_equals_graph_outputs(model_dir, frames):
     fast = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1)
     plain = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, host_postprocess=False)
     assert fast.host_postprocess and not plain.host_postprocess
-    assert [o.name for o in fast._seg.get_outputs()] == ["queries", "mask_logits", "class_logits", "probs",
-                                                         "scores"]
+    assert [o.name for o in fast._seg.get_outputs()] == ["queries", "mask_logits", "class_logits", "motion",
+                                                         "probs", "scores"]
     assert [o.name for o in fast._flow.get_outputs()] == ["mask_logits", "probs", "scores"]
     kf, of = fast.key_frame(frames[0])
     kp, op = plain.key_frame(frames[0])
@@ -47,7 +47,7 @@ def test_io_binding_on_the_cpu_device(model_dir, frames):
     assert bound.io_binding and bound.device_type == "cpu"
     kb, ob = bound.key_frame(frames[0])
     kp, op = plain.key_frame(frames[0])
-    assert isinstance(kb, KeyState) and set(kb.device) == {"image", "queries", "mask_logits", "class_logits"}
+    assert isinstance(kb, KeyState) and set(kb.device) == {"queries", "mask_logits", "class_logits", "motion"}
     assert kb.device["mask_logits"].shape() == list(kb.mask_logits.shape)
     assert np.array_equal(kb.device["queries"].numpy(), kb.queries)
     assert np.array_equal(ob.labels, op.labels) and np.allclose(ob.mask_logits, op.mask_logits, atol=1e-6)
@@ -55,7 +55,7 @@ def test_io_binding_on_the_cpu_device(model_dir, frames):
         pb, pp = bound.propagate(kb, frame), plain.propagate(kp, frame)
         assert np.array_equal(pb.labels, pp.labels) and np.allclose(pb.probs, pp.probs, atol=1e-6)
     # a key state without device values (e.g. made by another runner) still propagates
-    host_only = KeyState(kb.image, kb.queries, kb.mask_logits, kb.class_logits)
+    host_only = KeyState(kb.queries, kb.mask_logits, kb.class_logits, kb.motion)
     assert np.array_equal(bound.propagate(host_only, frames[1]).labels, plain.propagate(kp, frames[1]).labels)
 
 
@@ -101,7 +101,9 @@ def test_pruning_keeps_the_signature_and_needs_the_tail(model_dir):
     assert host_postprocess_graph(pruned) is None  # no labels/confidence tail: nothing to cut
 
 
-def test_flow_graph_pair_preprocessing_equals_the_model():
+def test_flow_graph_with_the_key_frames_motion_features_equals_the_model():
+    """The flow graph's split first conv (key share from the segmentor graph, scaled and
+    normalised per image) computes what the trained model's stacked-pair encoder does."""
     from mpvss_ros.model.config import small_config
     from mpvss_ros.model.graphs import FlowGraph, SegmentorGraph
     from mpvss_ros.model.mpvss import MPVSS
@@ -114,9 +116,9 @@ def test_flow_graph_pair_preprocessing_equals_the_model():
     key = torch.rand(1, 3, *SIZE) * 255
     image = torch.roll(key, (2, 3), (2, 3))
     with torch.no_grad():
-        q, m, c = SegmentorGraph(model)(key)[:3]
+        q, m, c, motion = SegmentorGraph(model)(key)[:4]
         ref = model.propagate(key, image, q, m)
-        ours = FlowGraph(model)(key, image, q, m, c)[0]
+        ours = FlowGraph(model)(motion, image, q, m, c)[0]
     assert ref.flow.abs().max() > 0.1
     assert torch.allclose(ours, ref.mask_logits, atol=1e-4)
 

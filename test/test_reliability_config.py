@@ -79,7 +79,7 @@ CASES = {  # name: (damage(dir) -> optional model path, reason expected in the l
                               "[1, 3, 32, 64], model.json implies [1, 3, 64, 128]"),
     "graphs swapped": (lambda d: (d / "segmentor.onnx").write_bytes((d / "flow.onnx").read_bytes()),
                        "segmentor.onnx is not an MPVSS graph of this kind: inputs ['image', 'key_class_logits', "
-                       "'key_image', 'key_mask_logits', 'key_queries']"),
+                       "'key_mask_logits', 'key_motion', 'key_queries']"),
     "model.json size differs from graphs": (lambda d: _edit_json(d, input_size=[128, 256]),
                                             "model.json does not match segmentor.onnx: image has shape "
                                             "[1, 3, 64, 128], model.json implies [1, 3, 128, 256]"),

@@ -119,8 +119,10 @@ def test_model_json_refuses_oversized_and_malformed_descriptions(tmp_path):
     with pytest.raises(ValueError, match="more than a model description can be"):
         read_model_json(tmp_path)
     for text, reason in [("[1, 2]", "not an mpvss-model description"),
-                         ('{"format": "mpvss-model", "version": 2}', "unsupported version 2"),
-                         ('{"format": "mpvss-model", "input_size": [64, 128], "num_queries": 8, '
+                         ('{"format": "mpvss-model", "version": 3}', "unsupported version 3"),
+                         ('{"format": "mpvss-model", "version": 1}',
+                          r"unsupported version 1 \(this code reads version 2; re-export it with `mpvss export"),
+                         ('{"format": "mpvss-model", "version": 2, "input_size": [64, 128], "num_queries": 8, '
                           '"class_names": ["a"], "graphs": {"segmentor": "s.onnx", "flow": 3}}',
                           "graphs must name the segmentor and flow files")]:
         (tmp_path / "model.json").write_text(text)
@@ -132,7 +134,7 @@ def test_torch_runner_refuses_weights_outside_the_directory(tmp_path):
     from mpvss_ros.runtime.runners import TorchRunner
 
     (tmp_path / "model").mkdir()
-    info = {"format": "mpvss-model", "version": 1, "input_size": [64, 128], "num_queries": 8,
+    info = {"format": "mpvss-model", "version": 2, "input_size": [64, 128], "num_queries": 8,
             "class_names": ["road"], "graphs": {"segmentor": "s.onnx", "flow": "f.onnx"},
             "weights": "../outside.safetensors"}
     (tmp_path / "model" / "model.json").write_text(json.dumps(info))

@@ -23,7 +23,9 @@ def test_onnx_runner_outputs(model_dir, frames):
     key, out = runner.key_frame(frames[0])
     assert isinstance(key, KeyState) and isinstance(out, FrameOutput)
     n = runner.num_queries
-    assert key.image.shape == (1, 3, *SIZE) and key.queries.shape[:2] == (1, n)
+    assert key.queries.shape[:2] == (1, n)
+    # the key image's share of the motion encoder's first conv: stride 2 on the half-size pair
+    assert key.motion.shape[:1] == (1,) and key.motion.shape[2:] == (SIZE[0] // 4, SIZE[1] // 4)
     assert out.labels.shape == SIZE and out.labels.dtype == np.uint8 and out.labels.max() < 19
     assert out.confidence.shape == SIZE and out.confidence.dtype == np.float32
     assert 0 < out.confidence.min() and out.confidence.max() <= 1 + 1e-5

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from .config import MPVSSConfig, cityscapes_train_classes, small_config
-from .graphs import FLOW_INPUTS, FLOW_OUTPUTS, SEGMENTOR_INPUTS, SEGMENTOR_OUTPUTS, FlowGraph, SegmentorGraph
+from .graphs import (FLOW_INPUTS, FLOW_OUTPUTS, FORMAT_VERSION, SEGMENTOR_INPUTS, SEGMENTOR_OUTPUTS, FlowGraph,
+                     SegmentorGraph)
 from .mpvss import CONFIG_NAME, MPVSS
 
 MODEL_JSON = "model.json"
@@ -28,8 +29,8 @@ def _example_inputs(model: MPVSS, size: tuple[int, int], seed: int = 0):
     key = torch.rand(1, 3, *size, generator=g) * 255
     image = torch.roll(key, shifts=(2, 3), dims=(2, 3))
     with torch.no_grad():
-        queries, masks, classes = SegmentorGraph(model)(key)[:3]
-    return key, image, queries, masks, classes
+        queries, masks, classes, motion = SegmentorGraph(model)(key)[:4]
+    return key, image, queries, masks, classes, motion
 
 
 def _export(module, args, path: Path, input_names, output_names) -> None:
@@ -53,9 +54,9 @@ def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None
     h, w = tuple(size or model.config.image_size)
     if h % 32 or w % 32:
         raise ValueError(f"input size must be a multiple of 32 in both axes, got {h}x{w}")
-    key, image, queries, masks, classes = _example_inputs(model, (h, w))
+    key, image, queries, masks, classes, motion = _example_inputs(model, (h, w))
     _export(SegmentorGraph(model), (key,), out / SEGMENTOR_ONNX, SEGMENTOR_INPUTS, SEGMENTOR_OUTPUTS)
-    _export(FlowGraph(model), (key, image, queries, masks, classes), out / FLOW_ONNX, FLOW_INPUTS, FLOW_OUTPUTS)
+    _export(FlowGraph(model), (motion, image, queries, masks, classes), out / FLOW_ONNX, FLOW_INPUTS, FLOW_OUTPUTS)
 
     weights = None
     if write_weights:
@@ -74,7 +75,7 @@ def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None
         [list(map(int, np.random.default_rng(i).integers(0, 256, 3))) for i in range(len(names))]
     info = {
         "format": "mpvss-model",
-        "version": 1,
+        "version": FORMAT_VERSION,
         "input_size": [h, w],
         "num_queries": model.segmentor.num_queries,
         "hidden_dim": model.segmentor.hidden_dim,
@@ -103,20 +104,21 @@ def verify_export(model: MPVSS, out_dir: str | Path, size: tuple[int, int], seed
     import onnxruntime as ort
 
     out = Path(out_dir)
-    key, image, queries, masks, classes = _example_inputs(model, size, seed)
+    key, image, queries, masks, classes, motion = _example_inputs(model, size, seed)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     seg = ort.InferenceSession(str(out / SEGMENTOR_ONNX), so, providers=["CPUExecutionProvider"])
     flow = ort.InferenceSession(str(out / FLOW_ONNX), so, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         t_seg = [t.numpy() for t in SegmentorGraph(model)(key)]
-        t_flow = [t.numpy() for t in FlowGraph(model)(key, image, queries, masks, classes)]
+        t_flow = [t.numpy() for t in FlowGraph(model)(motion, image, queries, masks, classes)]
     o_seg = seg.run(None, {"image": key.numpy()})
-    o_flow = flow.run(None, {"key_image": key.numpy(), "image": image.numpy(), "key_queries": queries.numpy(),
+    o_flow = flow.run(None, {"key_motion": motion.numpy(), "image": image.numpy(), "key_queries": queries.numpy(),
                              "key_mask_logits": masks.numpy(), "key_class_logits": classes.numpy()})
+    labels = SEGMENTOR_OUTPUTS.index("labels")
     return {
         "segmentor_mask_max_abs_diff": float(np.abs(o_seg[1] - t_seg[1]).max()),
-        "segmentor_label_agreement": float((o_seg[4] == t_seg[4]).mean()),
+        "segmentor_label_agreement": float((o_seg[labels] == t_seg[labels]).mean()),
         "flow_mask_max_abs_diff": float(np.abs(o_flow[0] - t_flow[0]).max()),
         "flow_label_agreement": float((o_flow[2] == t_flow[2]).mean()),
     }

@@ -50,7 +50,7 @@ def model_gflops(model: MPVSS, size: tuple[int, int] | None = None) -> dict[str,
     seg = SegmentorGraph(model)
     key = count_gflops(seg, image)
     with torch.no_grad():
-        queries, masks, classes = seg(image)[:3]
-    nonkey = count_gflops(FlowGraph(model), image, image.clone(), queries, masks, classes)
+        queries, masks, classes, motion = seg(image)[:4]
+    nonkey = count_gflops(FlowGraph(model), motion, image.clone(), queries, masks, classes)
     nonkey += warp_macs(masks.shape) / 1e9  # the gather warp is invisible to the counter
     return {"key": key, "nonkey": nonkey, "ratio": key / nonkey}

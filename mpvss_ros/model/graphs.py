@@ -11,7 +11,6 @@ ONNX runner prunes them at load time when it post-processes on the host.
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +22,9 @@ from .segmentor import normalize_image
 from .warp import warp_masks
 
 SEGMENTOR_INPUTS = ["image"]
-SEGMENTOR_OUTPUTS = ["queries", "mask_logits", "class_logits", "probs", "labels", "confidence"]
-FLOW_INPUTS = ["key_image", "image", "key_queries", "key_mask_logits", "key_class_logits"]
+SEGMENTOR_OUTPUTS = ["queries", "mask_logits", "class_logits", "motion", "probs", "labels", "confidence"]
+FLOW_INPUTS = ["key_motion", "image", "key_queries", "key_mask_logits", "key_class_logits"]
+FORMAT_VERSION = 2  # model.json "version"; 2: the key frame's motion features replace the key image
 FLOW_OUTPUTS = ["mask_logits", "probs", "labels", "confidence"]
 SCORES = "scores"  # the host-post-processing variant's output replacing labels, confidence
 
@@ -37,7 +37,20 @@ def _tail(scores: torch.Tensor, size: tuple[int, int], full_resolution: bool):
     return probs, labels, confidence
 
 
+def _encoder_input(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """An image as the motion encoder sees it: scaled by `scale`, then normalised (both linear
+    per channel, so this equals the reference's normalise-stack-scale on a quarter of the pixels)."""
+    if scale != 1.0:
+        h, w = image.shape[-2:]
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+    return normalize_image(image)
+
+
 class SegmentorGraph(nn.Module):
+    """Key frame: Mask2Former, fusion, and the key image's share of the motion encoder's first
+    conv (`motion`), which every propagated frame until the next key frame reuses."""
+
     def __init__(self, model: MPVSS, full_resolution: bool = True):
         super().__init__()
         self.model = model
@@ -46,7 +59,9 @@ class SegmentorGraph(nn.Module):
     def forward(self, image: torch.Tensor):
         out = self.model.key_frame(image)
         scores = semantic_probabilities(out.class_logits, out.mask_logits)
-        return (out.queries, out.mask_logits, out.class_logits,
+        encoder = self.model.query_flow.encoder
+        motion = encoder.key_stem(_encoder_input(image, float(encoder.pair_scale)))
+        return (out.queries, out.mask_logits, out.class_logits, motion,
                 *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))
 
 
@@ -57,28 +72,14 @@ class FlowGraph(nn.Module):
         super().__init__()
         self.model = model
         self.full_resolution = full_resolution
-        # The motion encoder stacks the pair at full resolution, normalises and then scales it by
-        # `pair_scale`. Both steps are linear per channel, so scaling each image first and
-        # normalising the small images is the same computation on a quarter of the pixels (no
-        # full-resolution concat): a view of the encoder with pair_scale 1 runs the rest.
-        encoder = model.query_flow.encoder
-        self.pair_scale = float(encoder.pair_scale)
-        self.encoder = copy.copy(encoder)  # shares the submodules and parameters
-        self.encoder.pair_scale = 1.0
 
-    def _query_flow(self, key_image, image, key_queries, mask_size):
+    def forward(self, key_motion, image, key_queries, key_mask_logits, key_class_logits):
         qf = self.model.query_flow
-        if self.pair_scale != 1.0:
-            h, w = key_image.shape[-2:]
-            size = (max(1, round(h * self.pair_scale)), max(1, round(w * self.pair_scale)))
-            key_image = F.interpolate(key_image, size=size, mode="bilinear", align_corners=False)
-            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        feats, pixel_flows = self.encoder(normalize_image(key_image), normalize_image(image))
+        encoder = qf.encoder
+        x = encoder.stem_with_key(key_motion, _encoder_input(image, float(encoder.pair_scale)))
+        feats, pixel_flows = encoder.decode(x)
         queries = qf.decoder(key_queries, [feats[3], feats[2], feats[1]])
-        return qf.head(queries, feats[0], pixel_flows[-1], mask_size)
-
-    def forward(self, key_image, image, key_queries, key_mask_logits, key_class_logits):
-        flow = self._query_flow(key_image, image, key_queries, tuple(key_mask_logits.shape[-2:]))
+        flow = qf.head(queries, feats[0], pixel_flows[-1], tuple(key_mask_logits.shape[-2:]))
         masks = warp_masks(key_mask_logits, flow, method="gather")  # faster than GridSample on ORT's CPU
         scores = semantic_probabilities(key_class_logits, masks)
         return (masks, *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))

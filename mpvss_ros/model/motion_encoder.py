@@ -70,8 +70,29 @@ class MotionEncoder(nn.Module):
         if self.pair_scale != 1.0:
             size = (max(1, round(x.shape[-2] * self.pair_scale)), max(1, round(x.shape[-1] * self.pair_scale)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        feats = []
-        for stage in self.stages:
+        return self.decode(self.stages[0](x))
+
+    # The first conv is linear in the stacked pair: conv(cat(key, cur)) = conv_key(key) +
+    # conv_cur(cur) + bias. Inference computes the key frame's term once per key frame
+    # (`key_stem`) instead of once per propagated frame (`stem_with_key`).
+    def key_stem(self, key_image: torch.Tensor) -> torch.Tensor:
+        """The key image's share of the first conv (no bias, no activation), on an image already
+        at the encoder's input scale."""
+        conv = self.stages[0][0][0]
+        return F.conv2d(key_image, conv.weight[:, :3], None, conv.stride, conv.padding)
+
+    def stem_with_key(self, key_stem: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The first stage's output from `key_stem(key)` and the current image (same scale)."""
+        conv, act = self.stages[0][0]
+        x = act(F.conv2d(image, conv.weight[:, 3:], conv.bias, conv.stride, conv.padding) + key_stem)
+        for layer in list(self.stages[0])[1:]:
+            x = layer(x)
+        return x
+
+    def decode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(features, pixel flows) from the first stage's output."""
+        feats = [x]
+        for stage in self.stages[1:]:
             x = stage(x)
             feats.append(x)
         flows = []

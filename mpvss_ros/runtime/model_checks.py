@@ -15,8 +15,9 @@ from pathlib import Path, PurePath
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20  # a description, not data: anything bigger is not ours
 SEGMENTOR_INPUTS = ("image",)
-SEGMENTOR_OUTPUTS = ("queries", "mask_logits", "class_logits", "probs", "labels", "confidence")
-FLOW_INPUTS = ("key_image", "image", "key_queries", "key_mask_logits", "key_class_logits")
+SEGMENTOR_OUTPUTS = ("queries", "mask_logits", "class_logits", "motion", "probs", "labels", "confidence")
+FLOW_INPUTS = ("key_motion", "image", "key_queries", "key_mask_logits", "key_class_logits")
+VERSION = 2  # 2: the key frame's motion features replace the key image as a flow-graph input
 FLOW_OUTPUTS = ("mask_logits", "probs", "labels", "confidence")
 
 
@@ -47,8 +48,9 @@ def read_model_json(model_dir: str | Path) -> dict:
 
 def _info_problems(info: dict) -> list[str]:
     p = []
-    if info.get("version", 1) != 1:
-        p.append(f"unsupported version {info.get('version')!r} (this code reads version 1)")
+    if info.get("version", 1) != VERSION:
+        hint = "; re-export it with `mpvss export --checkpoint`" if info.get("version", 1) == 1 else ""
+        p.append(f"unsupported version {info.get('version', 1)!r} (this code reads version {VERSION}{hint})")
     size = info.get("input_size")
     if not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
         p.append(f"input_size must be [height, width] (positive integers), got {size!r}")
@@ -103,14 +105,15 @@ def check_onnx_signatures(info: dict, segmentor, flow, names: tuple[str, str]) -
     c = c if _positive_int(c) else None
     seg_out = {o.name: o.shape for o in segmentor.get_outputs()}
     mask = seg_out.get("mask_logits", [1, n, None, None])
+    motion = tuple(d if isinstance(d, int) else None for d in seg_out.get("motion", [1, None, None, None]))
     image = (1, 3, h, w)
     expected = {
         names[0]: (segmentor, SEGMENTOR_INPUTS, SEGMENTOR_OUTPUTS,
                    {"image": image, "queries": (1, n, c), "mask_logits": (1, n, None, None),
-                    "class_logits": (1, n, k1), "probs": (1, k1 - 1, None, None),
-                    "labels": (1, h, w), "confidence": (1, h, w)}),
+                    "class_logits": (1, n, k1), "motion": (1, None, None, None),
+                    "probs": (1, k1 - 1, None, None), "labels": (1, h, w), "confidence": (1, h, w)}),
         names[1]: (flow, FLOW_INPUTS, FLOW_OUTPUTS,
-                   {"key_image": image, "image": image, "key_queries": (1, n, c),
+                   {"key_motion": motion, "image": image, "key_queries": (1, n, c),
                     "key_mask_logits": tuple(d if isinstance(d, int) else None for d in mask),
                     "key_class_logits": (1, n, k1), "mask_logits": (1, n, None, None),
                     "probs": (1, k1 - 1, None, None), "labels": (1, h, w), "confidence": (1, h, w)}),

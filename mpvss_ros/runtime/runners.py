@@ -5,8 +5,8 @@
 MPVSS training checkpoint). Both take `(H, W, 3) uint8 RGB` images and return `FrameOutput`s at the
 model input size. Full-resolution labels and confidence come from `runtime.postprocess` on the
 host when the graphs run on the CPU (the graphs' own dense tail costs as much as propagation),
-from the graphs themselves on a GPU. With IO binding (default on a GPU) the key frame's image,
-queries, mask logits and class logits stay on the device between frames (`KeyState.device`).
+from the graphs themselves on a GPU. With IO binding (default on a GPU) the key frame's queries,
+mask logits, class logits and motion features stay on the device between frames (`KeyState.device`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from mpvss_ros.runtime.postprocess import UpsampledScores
 
 __all__ = ["AUTO_PROVIDERS", "FrameOutput", "KeyState", "OnnxRunner", "TorchRunner", "create_runner",
            "read_model_json", "resolve_providers"]
-KEY_OUTPUTS = ("queries", "mask_logits", "class_logits")
+KEY_OUTPUTS = ("queries", "mask_logits", "class_logits", "motion")
 
 
 @dataclass
@@ -31,12 +31,12 @@ class KeyState:
     """What a key frame leaves for propagation (all batch 1, float32, numpy on the host).
 
     `device` holds the same tensors as ORT values on the inference device when the runner uses
-    IO binding ({"image", "queries", "mask_logits", "class_logits"}); propagation reads those.
+    IO binding (keys as the fields); propagation reads those.
     """
-    image: np.ndarray  # (1,3,H,W) RGB 0..255 as fed to the graphs
     queries: np.ndarray  # (1,N,C)
     mask_logits: np.ndarray  # (1,N,h,w)
     class_logits: np.ndarray  # (1,N,K+1)
+    motion: np.ndarray  # (1,C,h',w') the key image's share of the motion encoder's first conv
     device: dict | None = field(default=None, repr=False)
 
 
@@ -102,8 +102,8 @@ class _RunnerBase:
     def key_frame(self, image: np.ndarray) -> tuple[KeyState, FrameOutput]:
         x = self.preprocess(image)
         out = self._run_segmentor(x)
-        state = KeyState(image=x, queries=out["queries"], mask_logits=out["mask_logits"],
-                         class_logits=out["class_logits"], device=out.get("device"))
+        state = KeyState(queries=out["queries"], mask_logits=out["mask_logits"],
+                         class_logits=out["class_logits"], motion=out["motion"], device=out.get("device"))
         return state, self._frame_output(out)
 
     def propagate(self, key: KeyState, image: np.ndarray) -> FrameOutput:
@@ -177,18 +177,16 @@ class OnnxRunner(_RunnerBase):
         self._seg.run_with_iobinding(binding)
         values = dict(zip(self._seg_outputs, binding.get_outputs()))
         out = {n: v.numpy() for n, v in values.items()}  # device outputs: one copy each, for the host fields
-        out["device"] = {"image": dev, **{n: values[n] for n in KEY_OUTPUTS}}
+        out["device"] = {n: values[n] for n in KEY_OUTPUTS}
         return out
 
     def _run_flow(self, key: KeyState, x):
-        feeds = {"key_image": key.image, "key_queries": key.queries,
-                 "key_mask_logits": key.mask_logits, "key_class_logits": key.class_logits}
         if not self.io_binding or key.device is None:
+            feeds = {"key_" + n: getattr(key, n) for n in KEY_OUTPUTS}
             return dict(zip(self._flow_outputs, self._flow.run(None, {**feeds, "image": x})))
         binding = self._flow.io_binding()
-        for name, value in (("key_image", "image"), ("key_queries", "queries"),
-                            ("key_mask_logits", "mask_logits"), ("key_class_logits", "class_logits")):
-            binding.bind_ortvalue_input(name, key.device[value])
+        for name in KEY_OUTPUTS:
+            binding.bind_ortvalue_input("key_" + name, key.device[name])
         binding.bind_ortvalue_input("image", self._device_value(x))
         for name in self._flow_outputs:
             binding.bind_output(name, "cpu")
@@ -229,7 +227,7 @@ class TorchRunner(_RunnerBase):
         # labels/confidence from runtime.postprocess, as the ONNX runner does on the CPU
         self._seg = SegmentorGraph(self.model, full_resolution=False).eval()
         self._flow = FlowGraph(self.model, full_resolution=False).eval()
-        self._seg_outputs = list(SEGMENTOR_OUTPUTS[:4]) + [SCORES]
+        self._seg_outputs = list(SEGMENTOR_OUTPUTS[:5]) + [SCORES]
         self._flow_outputs = list(FLOW_OUTPUTS[:2]) + [SCORES]
         self._torch = torch
 
@@ -253,7 +251,7 @@ class TorchRunner(_RunnerBase):
 
     def _run_flow(self, key: KeyState, x):
         return dict(zip(self._flow_outputs,
-                        self._run(self._flow, key.image, x, key.queries, key.mask_logits, key.class_logits)))
+                        self._run(self._flow, key.motion, x, key.queries, key.mask_logits, key.class_logits)))
 
 
 def create_runner(path: str | Path, backend: str = "auto", providers="auto", threads: int = 0,
