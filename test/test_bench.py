@@ -42,6 +42,7 @@ def test_bench_writes_design_keys(tiny_model, tmp_path):
     assert bench["ros_overhead_ms"] == ros["overhead_ms"] > 0
     assert ros["threads"] == bench["threads"] == 1
     assert ros["overhead_in_node_ms"] > 0
+    assert 0 < ros["overhead_fraction_of_mean_frame"] < 1
     assert ros["overhead_in_node_ms"] + ros["overhead_transport_ms"] == pytest.approx(ros["overhead_ms"])
 
 
