@@ -86,3 +86,28 @@ def test_bad_image_is_rejected_with_reason():
         seg.process(np.zeros((4, 4, 3), np.float32), 0.0)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         seg.process(np.zeros((0, 4, 3), np.uint8), 0.0)
+
+
+def test_resize_image_shrinks_by_area_in_exact_halvings():
+    import cv2
+
+    from mpvss_ros.runtime.preprocess import resize_image
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    # factor 4: two exact halvings, each a 2x2 box mean, so within one grey level of the 4x4 box mean
+    small = resize_image(img, (16, 32))
+    box = img.reshape(16, 4, 32, 4, 3).astype(np.float64).mean(axis=(1, 3))
+    assert small.shape == (16, 32, 3) and small.dtype == np.uint8
+    assert np.abs(small - box).max() <= 1.0
+    half = cv2.resize(img, (64, 32), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(small, cv2.resize(half, (32, 16), interpolation=cv2.INTER_AREA))
+    # factor 2, other factors, unequal factors: OpenCV's area filter in one step
+    assert np.array_equal(resize_image(img, (32, 64)), half)
+    for size in ((24, 48), (21, 42), (16, 64), (8, 32)):
+        assert np.array_equal(resize_image(img, size), cv2.resize(img, size[::-1], interpolation=cv2.INTER_AREA))
+    eighth = resize_image(img, (8, 16))
+    assert np.abs(eighth - img.reshape(8, 8, 16, 8, 3).astype(np.float64).mean(axis=(1, 3))).max() <= 1.5  # 3 roundings
+    # enlarging: bilinear; same size: the input itself
+    assert np.array_equal(resize_image(img, (128, 256)), cv2.resize(img, (256, 128), interpolation=cv2.INTER_LINEAR))
+    assert resize_image(img, (64, 128)) is img
