@@ -188,11 +188,13 @@ class RosClient:
         wait_for(lambda: sub.get_publisher_count() > 0, timeout, f"a publisher on {topic}")
 
     def send_and_wait(self, pub, msg, topic: str, timeout: float = 30.0):
-        """Publish ``msg`` and wait for the message on ``topic`` carrying its header."""
+        """Publish ``msg`` and wait for a message on ``topic`` carrying its header that arrived
+        after publishing (an earlier frame with the same stamp must not answer for this one)."""
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+        seen = len(self.messages(topic))
 
         def arrived():
-            for m in self.messages(topic):
+            for m in self.messages(topic)[seen:]:
                 if (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == stamp:
                     return m
             return None
