@@ -116,3 +116,31 @@ def test_flow_needs_a_segmentor(toy, tmp_path):
         train_flow(_opts(root, None, tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="config.json"):
         train_flow(_opts(root, tmp_path, tmp_path / "bad"))
+
+
+def test_flow_init_starts_the_flow_module_from_another_run(toy, tmp_path):
+    """--flow-init: the segmentor (body and heads) comes from --segmentor, the query-flow module
+    from the other checkpoint; a checkpoint with another flow configuration is refused."""
+    from mpvss_ros.model.mpvss import MPVSS
+    from mpvss_ros.training.train_flow import init_query_flow, load_segmentor_source, train_flow
+
+    root, seg = toy
+    train_flow(_opts(root, seg, tmp_path / "first", pretrain_steps=2, steps=2))
+    first = load_file(str(tmp_path / "first" / "model.safetensors"))
+    model = load_segmentor_source(str(seg), (64, 128))
+    init_query_flow(model, str(tmp_path / "first"))
+    started = model.state_dict()
+    segmentor = load_file(str(seg / "model.safetensors"))
+    flow_keys = [k for k in first if k.startswith("query_flow.")]
+    assert flow_keys and all(torch.equal(started[k], first[k]) for k in flow_keys)
+    assert any(not torch.equal(segmentor[k], first[k]) for k in flow_keys)  # the flow run did move them
+    assert all(torch.equal(started[k], segmentor[k]) for k in segmentor if k.startswith("segmentor."))
+    # the command path: a run with --flow-init and no pre-training trains on from those weights
+    result = train_flow(_opts(root, seg, tmp_path / "second", flow_init=str(tmp_path / "first"),
+                              pretrain_steps=0, steps=2))
+    assert result["step"] == 2 and result["phase"] == "flow"
+    other = MPVSS(dataclasses.replace(small_config((64, 128)), flow=dataclasses.replace(
+        small_config().flow, hidden_dim=small_config().flow.hidden_dim * 2)))
+    other.save(tmp_path / "other")
+    with pytest.raises(ValueError, match="query-flow configuration differs"):
+        init_query_flow(load_segmentor_source(str(seg), (64, 128)), str(tmp_path / "other"))

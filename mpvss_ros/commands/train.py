@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     _common(flow)
     flow.add_argument("--segmentor", default=None,
                       help="`train segmentor` output (MPVSS checkpoint) or a transformers Mask2Former directory")
+    flow.add_argument("--flow-init", default=None,
+                      help="MPVSS checkpoint whose query-flow module this run starts from (e.g. a flow run "
+                           "on an earlier segmentor); default: freshly initialised")
     flow.add_argument("--pretrain-steps", type=int, default=2000,
                       help="phase (a): pixel-flow EPE pre-training steps (0 to skip)")
     flow.add_argument("--steps", type=int, default=3000, help="phase (b): query-flow steps with the mask loss")
@@ -84,7 +87,7 @@ def run(args) -> int:
     else:
         from mpvss_ros.training.train_flow import FlowOptions, train_flow
 
-        result = train_flow(FlowOptions(**_common_values(args), segmentor=args.segmentor,
+        result = train_flow(FlowOptions(**_common_values(args), segmentor=args.segmentor, flow_init=args.flow_init,
                                         pretrain_steps=args.pretrain_steps, steps=args.steps,
                                         pretrain_lr=args.pretrain_lr, max_gap=args.max_gap, val_gap=args.val_gap))
     if int(os.environ.get("RANK", "0")) == 0:

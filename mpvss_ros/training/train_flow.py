@@ -30,6 +30,7 @@ from .validation import propagation_miou, validation_currents
 @dataclass
 class FlowOptions(CommonOptions):
     segmentor: str | None = None  # MPVSS checkpoint (train segmentor's --out) or transformers Mask2Former dir
+    flow_init: str | None = None  # MPVSS checkpoint whose query-flow module starts this run
     pretrain_steps: int = 2000
     steps: int = 3000
     pretrain_lr: float = 2e-4
@@ -55,6 +56,17 @@ def load_segmentor_source(path: str, image_size: tuple[int, int]) -> MPVSS:
     return model
 
 
+def init_query_flow(model: MPVSS, path: str) -> None:
+    """Start `model`'s query-flow module from another MPVSS checkpoint's (e.g. one trained on an
+    earlier segmentor); ValueError if the two flow configurations differ."""
+    source = MPVSS.load(Path(path))
+    if dataclasses.asdict(source.config.flow) != dataclasses.asdict(model.config.flow) or \
+            source.segmentor.num_queries != model.segmentor.num_queries or \
+            source.segmentor.hidden_dim != model.segmentor.hidden_dim:
+        raise ValueError(f"--flow-init {path}: its query-flow configuration differs from the segmentor's model")
+    model.query_flow.load_state_dict(source.query_flow.state_dict())
+
+
 def train_flow(opts: FlowOptions) -> dict:
     """Train (or continue training) the query-flow module; returns the last logged values."""
     if opts.steps < 0 or opts.pretrain_steps < 0 or opts.steps + opts.pretrain_steps == 0:
@@ -72,6 +84,8 @@ def train_flow(opts: FlowOptions) -> dict:
                 raise ValueError("--segmentor is required to start flow training (none to resume in --out)")
             torch.manual_seed(opts.seed)  # the flow module's initial weights (transformers-dir case)
             model, state, optimizer_state = load_segmentor_source(opts.segmentor, train.size), None, None
+            if opts.flow_init:
+                init_query_flow(model, opts.flow_init)
         else:
             model, state, optimizer_state = resumed
         model.to(ctx.device)
