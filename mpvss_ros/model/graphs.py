@@ -11,7 +11,6 @@ ONNX runner prunes them at load time when it post-processes on the host.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
