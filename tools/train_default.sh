@@ -4,6 +4,9 @@
 #   the warped-mask loss) -> export ONNX graphs + model.json to models/default.
 # Resumable: re-running continues where it stopped (finished data is kept, each training
 # command resumes from its last checkpoint, a finished one returns at once).
+# This is the one-hour recipe on 30 training scenes; the shipped default model went further
+# (more segmentor steps, 150 more scenes, a flow fine-tune): its exact commands are in
+# models/README.md.
 #
 #   tools/train_default.sh                       # ~1 hour on 2 CPU cores
 #   DEVICE=cuda BATCH=16 tools/train_default.sh  # on a GPU (bf16 autocast)
