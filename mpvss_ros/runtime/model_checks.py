@@ -48,9 +48,10 @@ def read_model_json(model_dir: str | Path) -> dict:
 
 def _info_problems(info: dict) -> list[str]:
     p = []
-    if info.get("version", 1) != VERSION:
-        hint = "; re-export it with `mpvss export --checkpoint`" if info.get("version", 1) == 1 else ""
-        p.append(f"unsupported version {info.get('version', 1)!r} (this code reads version {VERSION}{hint})")
+    version = info.get("version", 1)
+    if version != VERSION:
+        hint = "; re-export it with `mpvss export --checkpoint`" if version == 1 else ""
+        p.append(f"unsupported version {version!r} (this code reads version {VERSION}{hint})")
     size = info.get("input_size")
     if not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
         p.append(f"input_size must be [height, width] (positive integers), got {size!r}")

@@ -21,9 +21,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     if not (image.shape[0] > h or image.shape[1] > w):
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    while image.shape[0] % (4 * h) == 0 and image.shape[1] % (4 * w) == 0 \
-            and image.shape[0] // h == image.shape[1] // w and image.shape[0] // h & (image.shape[0] // h - 1) == 0:
-        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    f = image.shape[0] // h
+    if f >= 4 and f & (f - 1) == 0 and image.shape[:2] == (f * h, f * w):
+        for _ in range(f.bit_length() - 2):  # down to twice the target; the last halving below
+            image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
