@@ -41,7 +41,7 @@ def test_report_has_the_design_keys(run):
 
 
 def test_copy_degrades_with_interval_and_optical_flow_beats_copy(run):
-    _, _, _, rows = run
+    _, _, report, rows = run
     assert rows[("per-frame", 1)]["miou"] == pytest.approx(1.0)
     assert rows[("per-frame", 1)]["vc8"] == pytest.approx(1.0)
     assert rows[("copy", 1)]["miou"] == pytest.approx(1.0)
@@ -51,8 +51,37 @@ def test_copy_degrades_with_interval_and_optical_flow_beats_copy(run):
     for k in (5, 10):
         assert rows[("optical-flow", k)]["miou"] > rows[("copy", k)]["miou"] + 0.02
         assert rows[("copy", k)]["vc8"] < 1.0
-    # the oracle's propagate is a copy
-    assert rows[("query-flow", 10)]["miou"] == pytest.approx(rows[("copy", 10)]["miou"])
+    # the oracle propagates with the ground-truth flow: far better than copying, about as good as
+    # DIS once both are warped at stride 4 (the mask grid, not the flow, limits them)
+    assert report["model"]["propagation"] == "ground-truth flow"
+    for k in (5, 10):
+        assert rows[("query-flow", k)]["miou"] > rows[("copy", k)]["miou"] + 0.02
+        assert abs(rows[("query-flow", k)]["miou"] - rows[("optical-flow", k)]["miou"]) < 0.05
+    assert rows[("query-flow", 1)]["miou"] == pytest.approx(1.0)
+
+
+def test_oracle_without_flow_files_copies(tmp_path):
+    data = tmp_path / "data"
+    generate(data, "val", sequences=1, frames=6, size=(64, 128), seed=5, workers=1, progress=False)
+    for f in (data / "flow").rglob("*.png"):
+        f.unlink()
+    runner = OracleRunner(data, "val")
+    assert runner.propagation == "copy"
+    report = evaluate(data, "val", runner, ["copy", "query-flow"], [5], progress=False)
+    rows = {r["method"]: r["miou"] for r in report["results"]}
+    assert rows["query-flow"] == pytest.approx(rows["copy"])
+
+
+def test_ground_truth_flow_chain_follows_each_link():
+    from mpvss_ros.evaluation.oracle import chain_backward_flow
+
+    right = np.zeros((8, 16, 2), np.float32)
+    right[..., 0] = 2.0  # t -> t-1: content was 2 px to the right
+    down = np.zeros((8, 16, 2), np.float32)
+    down[:, :8, 1] = 1.0  # t-1 -> t-2: left half moved down by 1
+    chained = chain_backward_flow([right, down])
+    assert np.allclose(chained[2, 3], [2.0, 1.0])  # lands at x=5 (left half): picks up the y link
+    assert np.allclose(chained[2, 10], [2.0, 0.0])  # lands at x=12 (right half): no y motion
 
 
 @pytest.mark.parametrize("folder", ["copy_k5", "optical-flow_k10"])
@@ -103,7 +132,8 @@ def test_runner_input_size_and_key_schedule(run, tmp_path):
     assert [c[0] for c in runner.calls].count("propagate") == 12
     assert all(c[1] == (64, 128, 3) for c in runner.calls)
     row = report["results"][0]
-    assert 0.5 < row["miou"] < 1.0  # labels predicted at half size, scored at full size
+    # labels predicted at half size (a 16x32 mask grid, too coarse to warp well), scored at full size
+    assert 0.4 < row["miou"] < 0.9
     saved = sorted(tmp_path.glob("query-flow_k4/*_pred_labelIds.png"))
     assert len(saved) == 17 and saved[0].name == "synth_000000_000000_pred_labelIds.png"
     import cv2

@@ -31,7 +31,8 @@ def _load_runner(args):
         from mpvss_ros.evaluation.oracle import OracleRunner
 
         runner = OracleRunner(args.data, args.split, max_sequences=args.max_sequences)
-        return runner, {"name": "oracle", "path": None, "backend": "oracle"}, None
+        return runner, {"name": "oracle", "path": None, "backend": "oracle",
+                        "propagation": runner.propagation}, None
     model_dir = Path(args.model)
     if not model_dir.exists():
         raise CommandError(f"model {args.model} does not exist (give a model directory or 'oracle')")
