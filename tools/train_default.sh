@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# Regenerate the embedded default model end to end:
-#   generated sequences (fixed seeds) -> train segmentor -> train flow (EPE pre-training, then
-#   the warped-mask loss) -> export ONNX graphs + model.json to models/default.
+# Regenerate the embedded default model end to end, by the stages the shipped model went through:
+#   data (four generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150 and then
+#   500 new scenes -> query flow (EPE pre-training + warped-mask loss), fine-tuned on each new
+#   segmentor and pre-trained further on 100 longer sequences -> ONNX graphs + model.json.
+# Each stage continues the previous one's checkpoint (copied into its own directory), because
+# the 30-scene segmentor overfits: more scenes, not more steps, moved it (models/README.md).
 # Resumable: re-running continues where it stopped (finished data is kept, each training
 # command resumes from its last checkpoint, a finished one returns at once).
-# This is the one-hour recipe on 30 training scenes; the shipped default model went further
-# (more segmentor steps, 150 more scenes, a flow fine-tune): its exact commands are in
-# models/README.md.
 #
-#   tools/train_default.sh                       # ~1 hour on 2 CPU cores
-#   DEVICE=cuda BATCH=16 tools/train_default.sh  # on a GPU (bf16 autocast)
-#   STEPS_SCALE=0.1 tools/train_default.sh       # a quick smoke run (use another RUN_DIR)
+#   tools/train_default.sh                        # the shipped recipe, ~5 hours on 2 CPU cores
+#   STEPS_SCALE=0.2 tools/train_default.sh        # about an hour (weaker model; use another RUN_DIR)
+#   DEVICE=cuda BATCH=16 tools/train_default.sh   # on a GPU (bf16 autocast)
+#   STEPS_SCALE=0.002 SEQ_SCALE=0.02 RUN_DIR=/tmp/smoke MODEL_DIR=/tmp/smoke/model tools/train_default.sh
+#                                                 # a smoke run of every stage (minutes)
 #
 # Knobs (environment):
 #   DEVICE=cpu|cuda   where to train (default cpu)
-#   STEPS_SCALE=1     multiplies every step count (segmentor 6000, flow pre-training 1500, flow 2500)
+#   STEPS_SCALE=1     multiplies every step count below
+#   SEQ_SCALE=1       multiplies every generated sequence count (frames per sequence stay)
 #   THREADS=2         torch CPU threads
 #   BATCH=8           batch size per process;   WORKERS=0  DataLoader worker processes
 #   NPROC=1           processes under torchrun (data parallel, e.g. one per GPU)
 #   AMP=1             bf16 autocast when DEVICE=cuda (0 to disable)
 #   SEED=0            training seed (the data seeds are fixed below)
-#   RUN_DIR=runs/default   data + checkpoints (git-ignored);   MODEL_DIR=models/default
+#   RUN_DIR=runs/recipe   data + checkpoints (git-ignored);   MODEL_DIR=models/default
 #   PYTHON=python3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,21 +32,22 @@ cd "$(dirname "$0")/.."
 
 DEVICE=${DEVICE:-cpu}
 STEPS_SCALE=${STEPS_SCALE:-1}
+SEQ_SCALE=${SEQ_SCALE:-1}
 THREADS=${THREADS:-2}
 BATCH=${BATCH:-8}
 WORKERS=${WORKERS:-0}
 NPROC=${NPROC:-1}
 AMP=${AMP:-1}
 SEED=${SEED:-0}
-RUN_DIR=${RUN_DIR:-runs/default}
+RUN_DIR=${RUN_DIR:-runs/recipe}
 MODEL_DIR=${MODEL_DIR:-models/default}
 PYTHON=${PYTHON:-python3}
 
-scale() { "$PYTHON" -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$STEPS_SCALE"; }
-SEG_STEPS=$(scale 6000)
-PRE_STEPS=$(scale 1500)
-FLOW_STEPS=$(scale 2500)
-EVERY=$(scale 500)
+scale() {  # count factor -> max(1, round(count * factor))
+  "$PYTHON" -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$2"
+}
+steps() { scale "$1" "$STEPS_SCALE"; }
+EVERY=$(steps 500)
 
 mpvss() { "$PYTHON" -m mpvss_ros.cli "$@"; }
 train() {
@@ -53,32 +57,62 @@ train() {
     mpvss train "$@"
   fi
 }
+# A stage that continues an earlier checkpoint starts from a copy of it, so every stage's
+# checkpoint stays as it was (and a re-run resumes the copy, not the original).
+continue_from() {  # src dst
+  if [ ! -d "$2" ]; then cp -r "$1" "$2.tmp" && mv "$2.tmp" "$2"; fi
+}
 
-DATA="$RUN_DIR/data"
-mkdir -p "$RUN_DIR"
-# 1. Training sequences (30 x 20 frames) and a val split (4 x 20), 256x512, fixed seeds.
-make_split() {  # split sequences seed
-  if [ ! -f "$DATA/.$1.done" ]; then
-    rm -rf "$DATA/leftImg8bit_sequence/$1" "$DATA/gtFine/$1" "$DATA/flow/$1"
-    mpvss make-sequences --out "$DATA" --split "$1" --sequences "$2" --frames 20 --size 256x512 --seed "$3"
-    touch "$DATA/.$1.done"
+# 1. Data, 256x512, fixed seeds. Every set has the same val split (4 x 20 frames, seed 2).
+make_split() {  # root split sequences frames seed
+  local root="$RUN_DIR/$1"
+  if [ ! -f "$root/.$2.done" ]; then
+    rm -rf "$root/leftImg8bit_sequence/$2" "$root/gtFine/$2" "$root/flow/$2"
+    mpvss make-sequences --out "$root" --split "$2" --sequences "$(scale "$3" "$SEQ_SCALE")" \
+      --frames "$4" --size 256x512 --seed "$5"
+    touch "$root/.$2.done"
   fi
 }
-make_split train 30 1
-make_split val 4 2
+for set in data diverse flowdata scenes; do make_split "$set" val 4 20 2; done
+make_split data train 30 20 1        # 30 scenes x 20 frames: the first segmentor and flow
+make_split diverse train 150 4 3     # 150 new scenes
+make_split flowdata train 100 12 4   # 100 new scenes, long enough for key frames 5 back
+make_split scenes train 500 2 5      # 500 new scenes
 
-COMMON=(--data "$DATA" --device "$DEVICE" --threads "$THREADS" --batch-size "$BATCH" --workers "$WORKERS"
-        --crop 128x256 --seed "$SEED" --val-every "$EVERY" --checkpoint-every "$EVERY")
-if [ "$DEVICE" = cuda ] && [ "$AMP" = 1 ]; then COMMON+=(--amp); fi
+common() {  # data root -> the options every training command shares
+  local opts=(--data "$RUN_DIR/$1" --device "$DEVICE" --threads "$THREADS" --batch-size "$BATCH"
+              --workers "$WORKERS" --crop 128x256 --seed "$SEED" --val-every "$EVERY" --checkpoint-every "$EVERY")
+  if [ "$DEVICE" = cuda ] && [ "$AMP" = 1 ]; then opts+=(--amp); fi
+  echo "${opts[@]}"
+}
+# shellcheck disable=SC2046  # common's words carry no spaces (paths with spaces are not supported)
+seg() {  # out data steps [src]
+  [ $# -lt 4 ] || continue_from "$RUN_DIR/$4" "$RUN_DIR/$1"
+  train segmentor $(common "$2") --out "$RUN_DIR/$1" --steps "$(steps "$3")"
+}
 
-# 2. Key-frame segmentor from scratch (the default MPVSSConfig: 1.77 M parameters).
-train segmentor "${COMMON[@]}" --out "$RUN_DIR/segmentor" --steps "$SEG_STEPS"
+# 2. Key-frame segmentor (the default MPVSSConfig: 1.77 M parameters, from scratch), then the
+#    same run continued on new scenes (a larger --steps recomputes the decay for the new end).
+seg seg1 data 10000
+seg seg2 diverse 13000 seg1
+seg seg3 scenes 17000 seg2
 
-# 3. Query flow: pixel-flow EPE pre-training, then the warped-mask Hungarian loss
-#    (key frame 1..5 frames back; segmentor frozen except its class/mask heads).
-train flow "${COMMON[@]}" --out "$RUN_DIR/flow" --segmentor "$RUN_DIR/segmentor" \
-  --pretrain-steps "$PRE_STEPS" --steps "$FLOW_STEPS" --max-gap 5 --val-gap 5
+# 3. Query flow. flow1: pixel-flow EPE pre-training, then the warped-mask Hungarian loss (key
+#    frame 1..5 frames back; segmentor frozen except its class/mask heads). Each later stage
+#    starts its query-flow module from the previous one (--flow-init).
+# shellcheck disable=SC2046
+train flow $(common data) --out "$RUN_DIR/flow1" --segmentor "$RUN_DIR/seg1" \
+  --pretrain-steps "$(steps 1500)" --steps "$(steps 7000)" --max-gap 5 --val-gap 5
+# shellcheck disable=SC2046
+train flow $(common data) --out "$RUN_DIR/flow2" --segmentor "$RUN_DIR/seg2" --flow-init "$RUN_DIR/flow1" \
+  --pretrain-steps 0 --steps "$(steps 2000)" --max-gap 5 --val-gap 5 --lr 1e-4
+# shellcheck disable=SC2046
+train flow $(common flowdata) --out "$RUN_DIR/flow3" --segmentor "$RUN_DIR/flow2" --flow-init "$RUN_DIR/flow2" \
+  --pretrain-steps "$(steps 6000)" --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
+# shellcheck disable=SC2046
+train flow $(common flowdata) --out "$RUN_DIR/flow4" --segmentor "$RUN_DIR/seg3" --flow-init "$RUN_DIR/flow3" \
+  --pretrain-steps 0 --steps "$(steps 2000)" --max-gap 5 --val-gap 5 --lr 1e-4
 
 # 4. Export the graphs and model.json (weights stay out of the repository).
-mpvss export --checkpoint "$RUN_DIR/flow" --out "$MODEL_DIR" --no-weights
+mpvss export --checkpoint "$RUN_DIR/flow4" --out "$MODEL_DIR" --no-weights
 echo "default model written to $MODEL_DIR (learning curves: $RUN_DIR/*/learning_curve.csv)"
