@@ -16,6 +16,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("make-sequences", "make_sequences", "generate Cityscapes-style street sequences with ground truth"),
     ("train", "train", "train the key-frame segmentor or the query-flow module"),
     ("export", "export", "export a checkpoint to ONNX graphs + model.json"),
+    ("recover-weights", "recover_weights", "rebuild the torch checkpoint of a model directory from its ONNX graphs"),
     ("evaluate", "evaluate", "score per-frame / copy / optical-flow / query-flow methods on a split"),
     ("bench", "bench", "measure key / non-key latency, pipeline FPS and ROS overhead"),
     ("bag", "bag", "convert sequences to a rosbag2 (MCAP) and evaluate the node on a bag"),

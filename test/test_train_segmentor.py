@@ -110,3 +110,40 @@ def test_command_line_errors(toy_root, tmp_path, capsys):
     assert "multiple of 32" in capsys.readouterr().err
     assert main(["train", "segmentor", "--data", str(toy_root), "--out", str(tmp_path / "o"), "--amp"]) == 2
     assert "cuda only" in capsys.readouterr().err
+
+
+def test_init_starts_from_a_checkpoint(toy_root, tmp_path):
+    """--init: the run starts from the checkpoint's weights (not a fresh init), with a new
+    optimizer and schedule, and records where it started."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    train_segmentor(_opts(toy_root, tmp_path / "first", steps=3))
+    # a learning rate too small to move anything: the result must equal the starting checkpoint
+    out = train_segmentor(_opts(toy_root, tmp_path / "cont", steps=2, lr=1e-12, warmup=0, model_config=None,
+                                init=str(tmp_path / "first")))
+    assert out["step"] == 2
+    start = load_file(str(tmp_path / "first" / "model.safetensors"))
+    cont = load_file(str(tmp_path / "cont" / "model.safetensors"))
+    assert start.keys() == cont.keys()
+    for k in start:
+        assert torch.allclose(start[k], cont[k], atol=1e-6), k
+    state = json.loads((tmp_path / "cont" / "train_state" / "state.json").read_text())
+    assert state["step"] == 2 and state["options"]["init"] == str(tmp_path / "first")
+    # the small test configuration came from the checkpoint, not the (larger) default
+    cfg = json.loads((tmp_path / "cont" / "config.json").read_text())
+    assert cfg["segmentor"] == json.loads((tmp_path / "first" / "config.json").read_text())["segmentor"]
+
+
+def test_init_refuses_a_second_configuration(toy_root, tmp_path):
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    train_segmentor(_opts(toy_root, tmp_path / "first", steps=1))
+    with pytest.raises(ValueError, match="--init and --model-config"):
+        train_segmentor(_opts(toy_root, tmp_path / "cont", steps=1, init=str(tmp_path / "first")))
+    with pytest.raises(FileNotFoundError, match="not an MPVSS checkpoint"):
+        train_segmentor(_opts(toy_root, tmp_path / "cont", steps=1, model_config=None,
+                              init=str(tmp_path / "missing")))

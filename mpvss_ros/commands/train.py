@@ -48,6 +48,9 @@ def add_arguments(parser) -> None:
     seg.add_argument("--steps", type=int, default=8000)
     seg.add_argument("--model-config", default=None,
                      help="MPVSSConfig JSON to build the model from (default: the built-in default config)")
+    seg.add_argument("--init", default=None,
+                     help="MPVSS checkpoint to start from instead of random weights (e.g. to continue a "
+                          "trained segmentor on new data with a fresh schedule)")
     flow = sub.add_parser("flow", help="train the query-flow module on a trained segmentor")
     _common(flow)
     flow.add_argument("--segmentor", default=None,
@@ -83,7 +86,8 @@ def run(args) -> int:
         from mpvss_ros.training.train_segmentor import SegmentorOptions, train_segmentor
 
         cfg = MPVSSConfig.load(args.model_config) if args.model_config else None
-        result = train_segmentor(SegmentorOptions(**_common_values(args), steps=args.steps, model_config=cfg))
+        result = train_segmentor(SegmentorOptions(**_common_values(args), steps=args.steps, model_config=cfg,
+                                                  init=args.init))
     else:
         from mpvss_ros.training.train_flow import FlowOptions, train_flow
 

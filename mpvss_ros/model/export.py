@@ -58,14 +58,16 @@ def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None
     _export(SegmentorGraph(model), (key,), out / SEGMENTOR_ONNX, SEGMENTOR_INPUTS, SEGMENTOR_OUTPUTS)
     _export(FlowGraph(model), (motion, image, queries, masks, classes), out / FLOW_ONNX, FLOW_INPUTS, FLOW_OUTPUTS)
 
+    # the full configuration, also in model.json: `mpvss recover-weights` rebuilds the torch
+    # model from the graphs with it when no weights are written
+    cfg = MPVSSConfig.from_dict(model.config.to_dict())
+    cfg.image_size = (h, w)
+    cfg.segmentor_hf_config = model.segmentor.config.to_dict()
+    cfg.segmentor_path = None
     weights = None
     if write_weights:
         from safetensors.torch import save_model
 
-        cfg = MPVSSConfig.from_dict(model.config.to_dict())
-        cfg.image_size = (h, w)
-        cfg.segmentor_hf_config = model.segmentor.config.to_dict()
-        cfg.segmentor_path = None
         cfg.save(out / CONFIG_NAME)
         save_model(model, str(out / WEIGHTS))
         weights = WEIGHTS
@@ -88,6 +90,7 @@ def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None
         "provenance": {"exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "torch": torch.__version__, **(provenance or {})},
         "metrics": dict(metrics or {}),
+        "config": cfg.to_dict(),
     }
     from .flops import model_gflops
 

@@ -23,6 +23,7 @@ from .validation import segmentor_miou, spread
 class SegmentorOptions(CommonOptions):
     steps: int = 8000
     model_config: MPVSSConfig | None = None  # None: the default MPVSSConfig
+    init: str | None = None  # MPVSS checkpoint whose weights start this run (fresh optimizer, schedule)
     flip: bool = True
 
 
@@ -33,11 +34,18 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
     ctx = start(opts)
     try:
         train, val = load_caches(opts, with_flow=False)
-        cfg = opts.model_config or MPVSSConfig()
+        initial = MPVSS.load(opts.init) if opts.init and opts.model_config is None else None
+        if opts.init and opts.model_config is not None:
+            raise ValueError("--init and --model-config exclude each other: --init brings its own configuration")
+        cfg = initial.config if initial is not None else (opts.model_config or MPVSSConfig())
         cfg = dataclasses.replace(cfg, image_size=train.size)  # graphs are built for the data's frame size
-        info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict()})
+        info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict(),
+                                                        "init": opts.init})
         resumed = resume(opts, ctx, info)
-        if resumed is None:
+        if resumed is None and initial is not None:
+            initial.config = cfg
+            model, state, optimizer_state = initial.train(), None, None
+        elif resumed is None:
             torch.manual_seed(opts.seed)  # the initial weights
             model, state, optimizer_state = MPVSS(cfg), None, None
         else:
