@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Regenerate the embedded default model end to end, by the stages the shipped model went through:
-#   data (four generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150 and then
-#   500 new scenes -> query flow (EPE pre-training + warped-mask loss), fine-tuned on each new
-#   segmentor and pre-trained further on 100 longer sequences -> ONNX graphs + model.json.
-# Each stage continues the previous one's checkpoint (copied into its own directory), because
-# the 30-scene segmentor overfits: more scenes, not more steps, moved it (models/README.md).
-# Resumable: re-running continues where it stopped (finished data is kept, each training
-# command resumes from its last checkpoint, a finished one returns at once).
+#   data (five generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500 and
+#   1000 new scenes -> query flow (EPE pre-training + warped-mask loss), pre-trained further on
+#   100 longer sequences and fine-tuned on each new segmentor -> ONNX graphs + model.json.
+# Each stage starts from the previous one's checkpoint (a copy in its own directory, or --init /
+# --flow-init), because the 30-scene segmentor overfits: more scenes, not more steps, moved it
+# (models/README.md). Resumable: re-running continues where it stopped (finished data is kept,
+# each training command resumes from its last checkpoint, a finished one returns at once).
 #
-#   tools/train_default.sh                        # the shipped recipe, ~5 hours on 2 CPU cores
-#   STEPS_SCALE=0.2 tools/train_default.sh        # about an hour (weaker model; use another RUN_DIR)
+#   tools/train_default.sh                        # the shipped recipe, ~6 hours on 2 CPU cores
+#   STEPS_SCALE=0.2 tools/train_default.sh        # about an hour and a half (weaker model; use another RUN_DIR)
 #   DEVICE=cuda BATCH=16 tools/train_default.sh   # on a GPU (bf16 autocast)
 #   STEPS_SCALE=0.002 SEQ_SCALE=0.02 RUN_DIR=/tmp/smoke MODEL_DIR=/tmp/smoke/model tools/train_default.sh
 #                                                 # a smoke run of every stage (minutes)
+# To continue from the shipped model instead of re-running every stage, rebuild its checkpoint
+# from the graphs: `mpvss recover-weights --model models/default --out runs/shipped`.
 #
 # Knobs (environment):
 #   DEVICE=cpu|cuda   where to train (default cpu)
@@ -73,11 +75,12 @@ make_split() {  # root split sequences frames seed
     touch "$root/.$2.done"
   fi
 }
-for set in data diverse flowdata scenes; do make_split "$set" val 4 20 2; done
+for set in data diverse flowdata scenes scenes2; do make_split "$set" val 4 20 2; done
 make_split data train 30 20 1        # 30 scenes x 20 frames: the first segmentor and flow
 make_split diverse train 150 4 3     # 150 new scenes
 make_split flowdata train 100 12 4   # 100 new scenes, long enough for key frames 5 back
 make_split scenes train 500 2 5      # 500 new scenes
+make_split scenes2 train 1000 2 6    # 1000 new scenes
 
 common() {  # data root -> the options every training command shares
   local opts=(--data "$RUN_DIR/$1" --device "$DEVICE" --threads "$THREADS" --batch-size "$BATCH"
@@ -95,7 +98,6 @@ seg() {  # out data steps [src]
 #    same run continued on new scenes (a larger --steps recomputes the decay for the new end).
 seg seg1 data 10000
 seg seg2 diverse 13000 seg1
-seg seg3 scenes 17000 seg2
 
 # 3. Query flow. flow1: pixel-flow EPE pre-training, then the warped-mask Hungarian loss (key
 #    frame 1..5 frames back; segmentor frozen except its class/mask heads). Each later stage
@@ -106,13 +108,24 @@ train flow $(common data) --out "$RUN_DIR/flow1" --segmentor "$RUN_DIR/seg1" \
 # shellcheck disable=SC2046
 train flow $(common data) --out "$RUN_DIR/flow2" --segmentor "$RUN_DIR/seg2" --flow-init "$RUN_DIR/flow1" \
   --pretrain-steps 0 --steps "$(steps 2000)" --max-gap 5 --val-gap 5 --lr 1e-4
+
+# 4. More scenes for the segmentor (from flow2's weights, whose heads the flow stage tuned; a
+#    fresh optimizer and schedule with --init), more EPE pre-training for the motion encoder on
+#    longer sequences, then the warped-mask loss on each new segmentor.
+# shellcheck disable=SC2046
+train segmentor --init "$RUN_DIR/flow2" $(common scenes) --out "$RUN_DIR/seg3" --steps "$(steps 4000)" --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow3" --segmentor "$RUN_DIR/flow2" --flow-init "$RUN_DIR/flow2" \
-  --pretrain-steps "$(steps 6000)" --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
+  --pretrain-steps "$(steps 6000)" --steps 0 --max-gap 5 --val-gap 5
+# shellcheck disable=SC2046
+train segmentor --init "$RUN_DIR/seg3" $(common scenes2) --out "$RUN_DIR/seg4" --steps "$(steps 3000)" --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow4" --segmentor "$RUN_DIR/seg3" --flow-init "$RUN_DIR/flow3" \
-  --pretrain-steps 0 --steps "$(steps 2000)" --max-gap 5 --val-gap 5 --lr 1e-4
+  --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
+# shellcheck disable=SC2046
+train flow $(common flowdata) --out "$RUN_DIR/flow5" --segmentor "$RUN_DIR/seg4" --flow-init "$RUN_DIR/flow4" \
+  --pretrain-steps 0 --steps "$(steps 1500)" --max-gap 5 --val-gap 5 --lr 1e-4
 
 # 4. Export the graphs and model.json (weights stay out of the repository).
-mpvss export --checkpoint "$RUN_DIR/flow4" --out "$MODEL_DIR" --no-weights
+mpvss export --checkpoint "$RUN_DIR/flow5" --out "$MODEL_DIR" --no-weights
 echo "default model written to $MODEL_DIR (learning curves: $RUN_DIR/*/learning_curve.csv)"
