@@ -18,7 +18,9 @@ if [ ! -f "$WORK/data/.done" ]; then
 fi
 mpvss evaluate --data "$WORK/data" --split heldout --model "$MODEL" \
   --methods per-frame,copy,optical-flow,query-flow --intervals 1,2,5,10 --out "$WORK/report.json"
-mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30
+# one intra-op thread: ORT CPU time per frame, the cost measure (the small non-key graph gains
+# little from a second thread, so wall time at two threads understates the key/non-key ratio)
+mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30 --threads 1
 python -m mpvss_ros.evaluation.results_doc "$WORK/report.json" --bench "$WORK/bench.json" \
   --out docs/RESULTS.md --plot docs/images/ablation_miou.png --command "tools/ablation.sh $MODEL" \
   --notes "${NOTES:-docs/notes/results_notes.md}"

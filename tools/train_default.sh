@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the embedded default model end to end, by the stages the shipped model went through:
 #   data (five generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500 and
-#   1000 new scenes -> query flow (EPE pre-training + warped-mask loss), pre-trained further on
+#   1500 new scenes -> query flow (EPE pre-training + warped-mask loss), pre-trained further on
 #   100 longer sequences and fine-tuned on each new segmentor -> ONNX graphs + model.json.
 # Each stage starts from the previous one's checkpoint (a copy in its own directory, or --init /
 # --flow-init), because the 30-scene segmentor overfits: more scenes, not more steps, moved it
@@ -80,7 +80,7 @@ make_split data train 30 20 1        # 30 scenes x 20 frames: the first segmento
 make_split diverse train 150 4 3     # 150 new scenes
 make_split flowdata train 100 12 4   # 100 new scenes, long enough for key frames 5 back
 make_split scenes train 500 2 5      # 500 new scenes
-make_split scenes2 train 1000 2 6    # 1000 new scenes
+make_split scenes2 train 1500 2 6    # 1500 new scenes
 
 common() {  # data root -> the options every training command shares
   local opts=(--data "$RUN_DIR/$1" --device "$DEVICE" --threads "$THREADS" --batch-size "$BATCH"
@@ -118,13 +118,13 @@ train segmentor --init "$RUN_DIR/flow2" $(common scenes) --out "$RUN_DIR/seg3" -
 train flow $(common flowdata) --out "$RUN_DIR/flow3" --segmentor "$RUN_DIR/flow2" --flow-init "$RUN_DIR/flow2" \
   --pretrain-steps "$(steps 6000)" --steps 0 --max-gap 5 --val-gap 5
 # shellcheck disable=SC2046
-train segmentor --init "$RUN_DIR/seg3" $(common scenes2) --out "$RUN_DIR/seg4" --steps "$(steps 3000)" --lr 1e-4
+train segmentor --init "$RUN_DIR/seg3" $(common scenes2) --out "$RUN_DIR/seg4" --steps "$(steps 5000)" --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow4" --segmentor "$RUN_DIR/seg3" --flow-init "$RUN_DIR/flow3" \
   --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow5" --segmentor "$RUN_DIR/seg4" --flow-init "$RUN_DIR/flow4" \
-  --pretrain-steps 0 --steps "$(steps 1500)" --max-gap 5 --val-gap 5 --lr 1e-4
+  --pretrain-steps 0 --steps "$(steps 2500)" --max-gap 5 --val-gap 5 --lr 1e-4
 
 # 4. Export the graphs and model.json (weights stay out of the repository).
 mpvss export --checkpoint "$RUN_DIR/flow5" --out "$MODEL_DIR" --no-weights
