@@ -121,11 +121,14 @@ train flow $(common flowdata) --out "$RUN_DIR/flow3" --segmentor "$RUN_DIR/flow2
 train segmentor --init "$RUN_DIR/seg3" $(common scenes2) --out "$RUN_DIR/seg4" --steps "$(steps 5000)" --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow4" --segmentor "$RUN_DIR/seg3" --flow-init "$RUN_DIR/flow3" \
-  --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
+  --pretrain-steps 0 --steps "$(steps 5000)" --max-gap 5 --val-gap 5 --lr 1e-4
 # shellcheck disable=SC2046
-train flow $(common flowdata) --out "$RUN_DIR/flow5" --segmentor "$RUN_DIR/seg4" --flow-init "$RUN_DIR/flow4" \
-  --pretrain-steps 0 --steps "$(steps 2500)" --max-gap 5 --val-gap 5 --lr 1e-4
+train flow $(common flowdata) --out "$RUN_DIR/flow5" --segmentor "$RUN_DIR/flow4" --flow-init "$RUN_DIR/flow4" \
+  --pretrain-steps "$(steps 4000)" --steps 0 --max-gap 5 --val-gap 5
+# shellcheck disable=SC2046
+train flow $(common flowdata) --out "$RUN_DIR/flow6" --segmentor "$RUN_DIR/seg4" --flow-init "$RUN_DIR/flow5" \
+  --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
 
-# 4. Export the graphs and model.json (weights stay out of the repository).
-mpvss export --checkpoint "$RUN_DIR/flow5" --out "$MODEL_DIR" --no-weights
+# 5. Export the graphs and model.json (weights stay out of the repository).
+mpvss export --checkpoint "$RUN_DIR/flow6" --out "$MODEL_DIR" --no-weights
 echo "default model written to $MODEL_DIR (learning curves: $RUN_DIR/*/learning_curve.csv)"
