@@ -38,6 +38,8 @@ def test_weights_come_back_from_the_graphs(trained_like, tmp_path, capsys):
     assert main(["recover-weights", "--model", str(model_dir), "--out", str(tmp_path / "ckpt")]) == 0
     printed = capsys.readouterr().out
     assert "segmentor_label_agreement=1," in printed and "flow_label_agreement=1" in printed
+    # the small decoder never reads some level-embedding rows: said, not hidden
+    assert "level_embed" in printed and "never read by the graphs" in printed
     rebuilt = MPVSS.load(tmp_path / "ckpt").eval()
     original = dict(model.named_parameters())
     same = [n for n, p in rebuilt.named_parameters() if torch.allclose(p, original[n], atol=2e-5)]

@@ -147,3 +147,7 @@ def test_init_refuses_a_second_configuration(toy_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="not an MPVSS checkpoint"):
         train_segmentor(_opts(toy_root, tmp_path / "cont", steps=1, model_config=None,
                               init=str(tmp_path / "missing")))
+    # a run started from --init resumes only with the same --init
+    train_segmentor(_opts(toy_root, tmp_path / "cont", steps=1, model_config=None, init=str(tmp_path / "first")))
+    with pytest.raises(ValueError, match="init"):
+        train_segmentor(_opts(toy_root, tmp_path / "cont", steps=2))

@@ -26,6 +26,8 @@ def run(args) -> int:
     print(f"mpvss recover-weights: {len(result.recovered)} parameters read from the graphs; "
           f"{len(result.not_in_graphs)} unused by inference kept at their initial values "
           f"({', '.join(result.not_in_graphs) or 'none'})")
+    for name, rows in result.rows_kept.items():
+        print(f"mpvss recover-weights: {name}: rows {rows} are never read by the graphs, kept at their initial values")
     print(f"mpvss recover-weights: ONNX Runtime vs the rebuilt model: {check}")
     print(f"mpvss recover-weights: wrote {args.out}")
     return 0

@@ -34,6 +34,7 @@ class Recovery:
     model: MPVSS
     recovered: list[str]  # parameter names read from the graphs
     not_in_graphs: list[str]  # parameters inference never uses (kept at their initial values)
+    rows_kept: dict[str, list[int]]  # rows of (L, C) parameters the graphs never read (initial values)
     check: dict  # verify_export of the rebuilt model against the graphs
 
 
@@ -73,8 +74,11 @@ def _reference(cfg: MPVSSConfig, size: tuple[int, int], seed: int, out_dir: Path
 
 def model_config_of(model_dir: Path) -> MPVSSConfig:
     """The MPVSSConfig stored in model.json, or the default one at the graphs' input size."""
-    info = json.loads((model_dir / MODEL_JSON).read_text())
-    size = tuple(info["input_size"])
+    try:
+        info = json.loads((model_dir / MODEL_JSON).read_text())
+        size = tuple(int(v) for v in info["input_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{model_dir / MODEL_JSON}: cannot read the input size ({exc!r})") from None
     if info.get("config"):
         return dataclasses.replace(MPVSSConfig.from_dict(info["config"]), image_size=size)
     return MPVSSConfig(image_size=size, num_classes=int(info.get("num_classes", 19)))
@@ -95,10 +99,12 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
             progress(f"exporting reference model {seed} of 2")
             refs.append(_reference(cfg, size, seed, Path(tmp) / f"ref{seed}"))
             ref_inits.append(_initializers(Path(tmp) / f"ref{seed}"))
-    layout = [(k, a.shape) for k, a in target]
+    layout = [(k, a.shape, a.dtype) for k, a in target]
     for inits in ref_inits:
-        if [(k, a.shape) for k, a in inits] != layout:
-            raise ValueError(f"{model_dir}: its graphs do not match this configuration's export "
+        other = [(k, a.shape, a.dtype) for k, a in inits]
+        if other != layout:
+            first = next((f"{x[0]} {x[1]}" for x, y in zip(layout, other) if x != y), f"{len(layout)} initializers")
+            raise ValueError(f"{model_dir}: its graphs do not match this configuration's export at {first} "
                              "(another model configuration, or another exporter version)")
     flat_a, flat_b, flat_t = _flat(ref_inits[0]), _flat(ref_inits[1]), _flat(target)
     codes = _codes(flat_a, flat_b)
@@ -108,7 +114,7 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
     torch.manual_seed(0)
     model = MPVSS(dataclasses.replace(cfg))
     state = model.state_dict()
-    recovered, missing = [], []
+    recovered, missing, rows_kept = [], [], {}
     for name, pa in refs[0].items():
         pb = refs[1][name]
         want = _codes(pa.ravel(), pb.ravel())
@@ -120,12 +126,14 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
         if np.isnan(values).all():
             missing.append(name)
             continue
-        unused_rows = np.isnan(values).reshape(values.shape[0], -1).all(axis=1)
-        if np.isnan(values[~unused_rows]).any():
+        # whole rows of a (L, C) table the graphs never read (e.g. level embeddings of levels a
+        # small decoder does not reach) keep their initial values; anything else partial is an error
+        unused_rows = np.isnan(values).all(axis=1) if values.ndim == 2 else np.zeros(1, bool)
+        if np.isnan(values[~unused_rows] if values.ndim == 2 else values).any():
             raise ValueError(f"{model_dir}: could only partly recover parameter {name}")
-        # whole rows the graphs never read (e.g. level embeddings of levels a small decoder
-        # does not reach) keep their initial values
-        values[unused_rows] = state[name].numpy()[unused_rows]
+        if unused_rows.any():
+            values[unused_rows] = state[name].numpy()[unused_rows]
+            rows_kept[name] = [int(r) for r in np.nonzero(unused_rows)[0]]
         state[name] = torch.from_numpy(values)
         recovered.append(name)
     model.load_state_dict(state)
@@ -136,7 +144,7 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
     if check["segmentor_label_agreement"] < 0.999 or check["flow_label_agreement"] < 0.999 or \
             check["segmentor_mask_max_abs_diff"] > 5e-3 or check["flow_mask_max_abs_diff"] > 5e-3:
         raise ValueError(f"{model_dir}: the rebuilt model does not reproduce the graphs ({check})")
-    return Recovery(model, recovered, missing, check)
+    return Recovery(model, recovered, missing, rows_kept, check)
 
 
 def _recover_folded_rows(values: np.ndarray, pa: np.ndarray, pb: np.ndarray,
@@ -145,6 +153,8 @@ def _recover_folded_rows(values: np.ndarray, pa: np.ndarray, pb: np.ndarray,
     level embedding added to a sine position embedding): find initializer rows that differ
     between the references by exactly that row's difference, and subtract the constant."""
     channels = pa.shape[1]
+    if channels < 8:  # a short row could match unrelated values by chance
+        return
     for row in np.nonzero(np.isnan(values).any(axis=1))[0]:
         delta = pa[row] - pb[row]
         for (_, xa), (_, xb), (_, xt) in zip(ref_inits[0], ref_inits[1], target):
@@ -154,8 +164,10 @@ def _recover_folded_rows(values: np.ndarray, pa: np.ndarray, pb: np.ndarray,
                 rows = lambda x: np.moveaxis(x, axis, -1).reshape(-1, channels)  # noqa: E731
                 # the constant may hold several levels (concatenated): use the rows of this one
                 match = np.all(np.abs(rows(xa - xb) - delta) < 1e-6, axis=1)
-                if match.any():
-                    values[row] = pa[row] + (rows(xt)[match] - rows(xa)[match]).mean(axis=0)
+                offsets = rows(xt)[match] - rows(xa)[match]
+                # every place the row was added to must show the same trained-minus-reference offset
+                if match.any() and np.allclose(offsets, offsets[0], atol=1e-4):
+                    values[row] = pa[row] + offsets.mean(axis=0)
                     break
             else:
                 continue

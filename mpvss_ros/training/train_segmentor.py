@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from mpvss_ros.model.config import MPVSSConfig
-from mpvss_ros.model.mpvss import MPVSS
+from mpvss_ros.model.mpvss import CONFIG_NAME, MPVSS
 
 from .batches import SegmentorBatches
 from .loop import Phase, Trainer
@@ -31,20 +32,24 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
     """Train (or continue training) the key-frame segmentor; returns the last logged values."""
     if opts.steps <= 0:
         raise ValueError(f"--steps must be positive, got {opts.steps}")
+    init_config = None
+    if opts.init:
+        if opts.model_config is not None:
+            raise ValueError("--init and --model-config exclude each other: --init brings its own configuration")
+        init_config = Path(opts.init) / CONFIG_NAME
+        if not init_config.is_file():
+            raise FileNotFoundError(f"--init {opts.init}: not an MPVSS checkpoint (no {CONFIG_NAME})")
     ctx = start(opts)
     try:
         train, val = load_caches(opts, with_flow=False)
-        initial = MPVSS.load(opts.init) if opts.init and opts.model_config is None else None
-        if opts.init and opts.model_config is not None:
-            raise ValueError("--init and --model-config exclude each other: --init brings its own configuration")
-        cfg = initial.config if initial is not None else (opts.model_config or MPVSSConfig())
+        cfg = MPVSSConfig.load(init_config) if opts.init else (opts.model_config or MPVSSConfig())
         cfg = dataclasses.replace(cfg, image_size=train.size)  # graphs are built for the data's frame size
         info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict(),
                                                         "init": opts.init})
-        resumed = resume(opts, ctx, info)
-        if resumed is None and initial is not None:
-            initial.config = cfg
-            model, state, optimizer_state = initial.train(), None, None
+        resumed = resume(opts, ctx, info, fixed_extra=("init",))
+        if resumed is None and opts.init:
+            model, state, optimizer_state = MPVSS.load(opts.init).train(), None, None
+            model.config = cfg
         elif resumed is None:
             torch.manual_seed(opts.seed)  # the initial weights
             model, state, optimizer_state = MPVSS(cfg), None, None
