@@ -58,7 +58,7 @@ def test_every_transition_and_configure_failure_then_success(client, spawn, tmp_
     assert client.get_state() == "active"
     client.wait_matched(f"{NODE}/labels")
     pub = client.image_publisher("/image")
-    labels = client.send_and_wait(pub, rgb_image_msg(_frame(130), 1.0), f"{NODE}/labels")
+    labels = client.send_and_wait(pub, rgb_image_msg(_frame(130), 1.0), f"{NODE}/labels", resend_every=3.0)
     assert np.frombuffer(labels.data, np.uint8).max() == 10  # 130 // 13
 
     # deactivate: no more frames taken, model kept
@@ -69,7 +69,7 @@ def test_every_transition_and_configure_failure_then_success(client, spawn, tmp_
     # reactivating without configure works (model kept) and serves the next frame
     assert client.change_state(Transition.TRANSITION_ACTIVATE) is True
     wait_for(lambda: pub.get_subscription_count() > 0, what="re-created image subscription")
-    labels = client.send_and_wait(pub, rgb_image_msg(_frame(52), 3.0), f"{NODE}/labels")
+    labels = client.send_and_wait(pub, rgb_image_msg(_frame(52), 3.0), f"{NODE}/labels", resend_every=3.0)
     stamps = [m.header.stamp.sec for m in client.messages(f"{NODE}/labels")]
     assert 2 not in stamps  # the frame sent while inactive was never processed
     assert np.frombuffer(labels.data, np.uint8).max() == 4

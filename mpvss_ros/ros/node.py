@@ -21,6 +21,7 @@ from typing import Any, Callable
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -358,6 +359,12 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # A signal can shut the context down between the executor's check of it and building its
+        # wait set (rclpy raises "the given context is not valid" then; seen under CPU load):
+        # that is an external shutdown too. Anything else is a real failure.
+        if rclpy.ok():
+            raise
     finally:
         node._stop_input(_SHUTDOWN_JOIN_S)
         node._release()
