@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpvss_ros.cli import CommandError
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model directory (model.json + ONNX graphs)")
@@ -15,12 +13,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    model_dir = Path(args.model)
-    if not (model_dir / "model.json").is_file():
-        raise CommandError(f"not a model directory (no model.json): {model_dir}")
     from mpvss_ros.model.recover import recover_model
 
-    result = recover_model(model_dir, progress=lambda text: print(f"mpvss recover-weights: {text}", flush=True))
+    # a directory without model.json or graphs is refused there with a one-line reason
+    result = recover_model(Path(args.model), progress=lambda text: print(f"mpvss recover-weights: {text}", flush=True))
     result.model.save(args.out)
     check = ", ".join(f"{k}={v:.3g}" for k, v in result.check.items())
     print(f"mpvss recover-weights: {len(result.recovered)} parameters read from the graphs; "

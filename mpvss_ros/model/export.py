@@ -60,10 +60,8 @@ def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None
 
     # the full configuration, also in model.json: `mpvss recover-weights` rebuilds the torch
     # model from the graphs with it when no weights are written
-    cfg = MPVSSConfig.from_dict(model.config.to_dict())
+    cfg = model.standalone_config()
     cfg.image_size = (h, w)
-    cfg.segmentor_hf_config = model.segmentor.config.to_dict()
-    cfg.segmentor_path = None
     weights = None
     if write_weights:
         from safetensors.torch import save_model

@@ -66,15 +66,20 @@ class MPVSS(nn.Module):
             p.requires_grad_(True)
         return [p for p in self.parameters() if p.requires_grad]
 
+    def standalone_config(self) -> MPVSSConfig:
+        """A copy of the configuration with the segmentor's transformers config embedded (no
+        path to a checkpoint directory): enough to rebuild this model anywhere."""
+        cfg = MPVSSConfig.from_dict(self.config.to_dict())
+        cfg.segmentor_hf_config = self.segmentor.config.to_dict()
+        cfg.segmentor_path = None
+        return cfg
+
     def save(self, directory: str | Path) -> Path:
         from safetensors.torch import save_model
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        cfg = MPVSSConfig.from_dict(self.config.to_dict())
-        cfg.segmentor_hf_config = self.segmentor.config.to_dict()
-        cfg.segmentor_path = None
-        cfg.save(directory / CONFIG_NAME)
+        self.standalone_config().save(directory / CONFIG_NAME)
         save_model(self, str(directory / WEIGHTS_NAME))
         return directory
 

@@ -50,7 +50,7 @@ def _initializers(model_dir: Path) -> list[tuple[str, np.ndarray]]:
 
 
 def _flat(inits: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    arrays = [a.astype(np.float32, copy=False).ravel() for _, a in inits if a.dtype == np.float32]
+    arrays = [a.ravel() for _, a in inits if a.dtype == np.float32]
     return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)
 
 
@@ -128,10 +128,10 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
             continue
         # whole rows of a (L, C) table the graphs never read (e.g. level embeddings of levels a
         # small decoder does not reach) keep their initial values; anything else partial is an error
-        unused_rows = np.isnan(values).all(axis=1) if values.ndim == 2 else np.zeros(1, bool)
-        if np.isnan(values[~unused_rows] if values.ndim == 2 else values).any():
+        unused_rows = np.isnan(values).all(axis=1) if values.ndim == 2 else None
+        if np.isnan(values if unused_rows is None else values[~unused_rows]).any():
             raise ValueError(f"{model_dir}: could only partly recover parameter {name}")
-        if unused_rows.any():
+        if unused_rows is not None and unused_rows.any():
             values[unused_rows] = state[name].numpy()[unused_rows]
             rows_kept[name] = [int(r) for r in np.nonzero(unused_rows)[0]]
         state[name] = torch.from_numpy(values)
