@@ -69,8 +69,9 @@ def test_launch_description_resolves(tmp_path):
     files = [p for p, is_file in expanded if is_file]
     values = {}
     for f in files:
-        for params in yaml.safe_load(open(f)).values():
-            values.update(params["ros__parameters"])
+        with open(f) as fh:
+            for params in yaml.safe_load(fh).values():
+                values.update(params["ros__parameters"])
     assert values.get("use_sim_time") is True
 
 
@@ -91,7 +92,9 @@ def test_launch_service_autostarts_the_node(ros_domain, spawn, tmp_path):
         from launch import LaunchDescription, LaunchService
         from launch.actions import IncludeLaunchDescription
         from launch.launch_description_sources import PythonLaunchDescriptionSource
-        ls = LaunchService()
+        # SIGINT comes to this process by PID, not to a terminal's process group: noninteractive
+        # makes launch forward it to the node (else it waits 5 s and escalates to SIGTERM)
+        ls = LaunchService(noninteractive=True)
         ls.include_launch_description(LaunchDescription([IncludeLaunchDescription(
             PythonLaunchDescriptionSource({str(LAUNCH_FILE)!r}),
             launch_arguments={{"params_file": {str(params)!r}, "namespace": "robot1",
