@@ -179,3 +179,42 @@ def test_optical_flow_accepts_batch_one_key_state(run):
                        max_sequences=1, progress=False)
     assert plain["results"][0]["miou"] == pytest.approx(batched["results"][0]["miou"])
     assert plain["results"][0]["miou"] < 1.0
+
+
+def test_oracle_grid_is_the_ground_truth_through_stride_4_masks(run):
+    """oracle-grid's key frame = class shares of each 4x4 cell, up-sampled bilinearly, arg-max
+    (checked against torch's avg_pool2d + interpolate); it loses thin structures the plain oracle keeps."""
+    import torch
+    import torch.nn.functional as F
+
+    from mpvss_ros.data.cityscapes import CityscapesSequences
+
+    data = run[0]
+    runner = OracleRunner(data, "val", grid=True)
+    dataset = CityscapesSequences(data, "val")
+    frames = [f for seq in dataset.sequences for f in seq.frames if f.label_path is not None]
+    disagree = 0
+    for frame in frames:
+        gt = CityscapesSequences.load_train_ids(frame)
+        onehot = torch.from_numpy(gt[None].astype(np.int64) == torch.arange(19).view(19, 1, 1).numpy()).float()
+        up = F.interpolate(F.avg_pool2d(onehot[None], 4), size=gt.shape, mode="bilinear", align_corners=False)
+        expected = up[0].argmax(0).numpy()
+        _, out = runner.key_frame(dataset.load_image(frame))
+        valid = gt != 255
+        # equal except where two classes tie within the logit clipping (shares of exactly 0.5 / 0.5)
+        assert np.mean(out.labels[valid] != expected[valid]) < 2e-3
+        disagree += int(np.sum(out.labels[valid] != gt[valid]))
+    assert disagree > 0  # the grid costs something on these scenes
+    report = evaluate(data, "val", runner, ["per-frame"], [1], progress=False)
+    miou = report["results"][0]["miou"]
+    assert 0.6 < miou < 0.995
+    assert run[3][("per-frame", 1)]["miou"] == pytest.approx(1.0)  # the plain oracle
+
+
+def test_evaluate_command_takes_oracle_grid(run, tmp_path):
+    out = tmp_path / "grid.json"
+    assert main(["evaluate", "--data", str(run[0]), "--split", "val", "--model", "oracle-grid",
+                 "--methods", "per-frame", "--intervals", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["model"]["name"] == "oracle-grid"
+    assert report["results"][0]["miou"] < 0.995

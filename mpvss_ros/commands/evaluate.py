@@ -12,8 +12,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset root (Cityscapes layout)")
     parser.add_argument("--split", default="val", help="split to score (default val)")
     parser.add_argument("--model", required=True,
-                        help="model directory (model.json + ONNX graphs / weights), or 'oracle' for the "
-                             "ground-truth runner (data checks)")
+                        help="model directory (model.json + ONNX graphs / weights), 'oracle' for the "
+                             "ground-truth runner (data checks), or 'oracle-grid' for the ground truth "
+                             "through stride-4 masks (what the mask grid alone costs)")
     parser.add_argument("--methods", default="per-frame,copy,optical-flow,query-flow",
                         help="comma-separated: per-frame, copy, optical-flow, query-flow")
     parser.add_argument("--intervals", default="1,2,5,10", help="key-frame intervals k (default 1,2,5,10)")
@@ -27,15 +28,16 @@ def add_arguments(parser) -> None:
 
 def _load_runner(args):
     """-> (runner, model_info, gflops)."""
-    if args.model == "oracle":
+    if args.model in ("oracle", "oracle-grid"):
         from mpvss_ros.evaluation.oracle import OracleRunner
 
-        runner = OracleRunner(args.data, args.split, max_sequences=args.max_sequences)
-        return runner, {"name": "oracle", "path": None, "backend": "oracle",
+        runner = OracleRunner(args.data, args.split, max_sequences=args.max_sequences,
+                              grid=args.model == "oracle-grid")
+        return runner, {"name": args.model, "path": None, "backend": "oracle",
                         "propagation": runner.propagation}, None
     model_dir = Path(args.model)
     if not model_dir.exists():
-        raise CommandError(f"model {args.model} does not exist (give a model directory or 'oracle')")
+        raise CommandError(f"model {args.model} does not exist (give a model directory, 'oracle' or 'oracle-grid')")
     meta_path = model_dir / "model.json" if model_dir.is_dir() else None
     meta = json.loads(meta_path.read_text()) if meta_path and meta_path.is_file() else {}
     from mpvss_ros.runtime.runners import create_runner  # lazy: torch / onnxruntime are heavy

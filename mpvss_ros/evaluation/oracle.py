@@ -9,6 +9,10 @@ key frame are chained, resized to the mask grid and used like the optical-flow b
 flow. That is the ceiling of any method that warps the key frame's masks at stride 4 (pixels
 that only appear after the key frame cannot be recovered by warping). Without flow files it
 copies the key frame's output (`propagation` says which).
+With `grid=True` ("oracle-grid" in `mpvss evaluate`) the key frame's output is what a perfect
+model with masks at stride 4 would give: mask logits from each class's share of every 4x4 cell
+(area average of the one-hot ground truth), labels and confidence from those, up-sampled like a
+model's. Its per-frame mIoU is the reference for what the mask grid alone costs (thin classes).
 It recognises a frame by a digest of the image resized to `input_size`, so it only answers for
 frames of the split it indexed that have ground truth.
 """
@@ -74,13 +78,24 @@ def chain_backward_flow(flows: list[np.ndarray]) -> np.ndarray:
     return np.dstack([px - xs, py - ys])
 
 
+def _share_logits(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) train ids -> (K, h, w) mask logits whose sigmoid is each class's share of the cell
+    (area average; ignored pixels count for no class), clipped away from 0 and 1."""
+    onehot = (gt[:, :, None] == np.arange(NUM_CLASSES, dtype=np.uint8)).astype(np.float32)
+    share = np.dstack([cv2.resize(onehot[..., i:i + 4], (size[1], size[0]), interpolation=cv2.INTER_AREA)
+                       .reshape(size[0], size[1], -1) for i in range(0, NUM_CLASSES, 4)])
+    share = np.clip(share.transpose(2, 0, 1), 1e-4, 1 - 1e-4)
+    return np.log(share / (1 - share)).astype(np.float32)
+
+
 class OracleRunner:
     backend = "oracle"
     providers: tuple[str, ...] = ()
     class_names = TRAIN_CLASS_NAMES
 
     def __init__(self, data, split: str, input_size: tuple[int, int] | None = None,
-                 max_sequences: int | None = None):
+                 max_sequences: int | None = None, grid: bool = False):
+        self.grid = bool(grid)
         dataset = CityscapesSequences(data, split)
         sequences = dataset.sequences[:max_sequences] if max_sequences else dataset.sequences
         # Frames are found by image digest: annotated ones (key frames) always, the others only
@@ -128,16 +143,22 @@ class OracleRunner:
         frame = self._frame(image)
         gt = self._ground_truth(frame)
         h, w = self.input_size[0] // 4, self.input_size[1] // 4
-        small = resize_labels(gt, (h, w))
-        onehot = small[None, :, :] == np.arange(NUM_CLASSES, dtype=np.uint8)[:, None, None]
-        mask_logits = np.where(onehot, LOGIT, -LOGIT).astype(np.float32)
+        if self.grid:
+            mask_logits = _share_logits(gt, (h, w))
+        else:
+            small = resize_labels(gt, (h, w))
+            onehot = small[None, :, :] == np.arange(NUM_CLASSES, dtype=np.uint8)[:, None, None]
+            mask_logits = np.where(onehot, LOGIT, -LOGIT).astype(np.float32)
         class_logits = np.full((NUM_CLASSES, NUM_CLASSES + 1), -LOGIT, np.float32)
         class_logits[np.arange(NUM_CLASSES), np.arange(NUM_CLASSES)] = LOGIT
         probs = semantic_probabilities(class_logits, mask_logits)
         fill, confidence = labels_and_confidence(probs, self.input_size)
-        valid = gt != IGNORE
-        labels = np.where(valid, gt, fill).astype(np.uint8)
-        confidence = np.where(valid, 1.0, confidence).astype(np.float32)
+        if self.grid:
+            labels = fill
+        else:
+            valid = gt != IGNORE
+            labels = np.where(valid, gt, fill).astype(np.uint8)
+            confidence = np.where(valid, 1.0, confidence).astype(np.float32)
         output = OracleOutput(labels, confidence, probs, mask_logits)
         state = OracleKeyState(image, np.zeros((NUM_CLASSES, 1), np.float32), mask_logits, class_logits,
                                output, frame)
