@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Regenerate the embedded default model end to end, by the stages the shipped model went through:
-#   data (five generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500 and
-#   1500 new scenes -> query flow (EPE pre-training + warped-mask loss), pre-trained further on
-#   100 longer sequences and fine-tuned on each new segmentor -> ONNX graphs + model.json.
+#   data (six generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500,
+#   1500 and 2000 new scenes, then on whole frames -> query flow (EPE pre-training + warped-mask
+#   loss), pre-trained further on 100 longer sequences and fine-tuned on each new segmentor, last
+#   on whole frames -> ONNX graphs + model.json.
 # Each stage starts from the previous one's checkpoint (a copy in its own directory, or --init /
 # --flow-init), because the 30-scene segmentor overfits: more scenes, not more steps, moved it
 # (models/README.md). Resumable: re-running continues where it stopped (finished data is kept,
 # each training command resumes from its last checkpoint, a finished one returns at once).
 #
-#   tools/train_default.sh                        # the shipped recipe, ~6 hours on 2 CPU cores
-#   STEPS_SCALE=0.2 tools/train_default.sh        # about an hour and a half (weaker model; use another RUN_DIR)
+#   tools/train_default.sh                        # the shipped recipe, ~8.5 hours on 2 CPU cores
+#   STEPS_SCALE=0.2 tools/train_default.sh        # about two hours (weaker model; use another RUN_DIR)
 #   DEVICE=cuda BATCH=16 tools/train_default.sh   # on a GPU (bf16 autocast)
 #   STEPS_SCALE=0.002 SEQ_SCALE=0.02 RUN_DIR=/tmp/smoke MODEL_DIR=/tmp/smoke/model tools/train_default.sh
 #                                                 # a smoke run of every stage (minutes)
@@ -135,21 +136,28 @@ train flow $(common flowdata) --out "$RUN_DIR/flow5" --segmentor "$RUN_DIR/flow4
 train flow $(common flowdata) --out "$RUN_DIR/flow6" --segmentor "$RUN_DIR/seg4" --flow-init "$RUN_DIR/flow5" \
   --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 5 --val-gap 5 --lr 1e-4
 
-# 5. 2000 more new scenes (crops), then whole 256x512 frames: the crops taught the segmentor
-#    positions relative to a 128x256 window (Mask2Former's sine position embeddings are normalised
-#    to the map), the evaluation shows it whole frames. The query flow gets more EPE steps with key
-#    frames up to 9 back (k=10 uses them), then the mask loss on whole frames on the last segmentor.
+# 5. Whole frames. The crops taught the segmentor positions relative to a 128x256 window
+#    (Mask2Former's sine position embeddings are normalised to the feature map), and the flow
+#    module only saw content enter a crop's edges; the evaluation shows whole 256x512 frames.
+#    seg5: 2000 more new scenes on crops. seg6 / seg7: seg4 / seg5 fine-tuned on whole frames.
+#    flow7: more EPE steps with key frames up to 9 back (k=10 uses them); flow8 / flow9: the
+#    mask loss on whole frames on seg6, then on seg7.
 # shellcheck disable=SC2046
 train segmentor --init "$RUN_DIR/seg4" $(common scenes3) --out "$RUN_DIR/seg5" --steps "$(steps 6000)" --lr 1e-4
+# shellcheck disable=SC2046
+train segmentor --init "$RUN_DIR/seg4" $(full scenes2) --out "$RUN_DIR/seg6" --steps "$(steps 3000)" --lr 1e-4
+# shellcheck disable=SC2046
+train segmentor --init "$RUN_DIR/seg5" $(full scenes3) --out "$RUN_DIR/seg7" --steps "$(steps 3000)" --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(common flowdata) --out "$RUN_DIR/flow7" --segmentor "$RUN_DIR/flow6" --flow-init "$RUN_DIR/flow6" \
   --pretrain-steps "$(steps 4000)" --steps 0 --max-gap 9 --val-gap 5
 # shellcheck disable=SC2046
-train segmentor --init "$RUN_DIR/seg5" $(full scenes3) --out "$RUN_DIR/seg6" --steps "$(steps 3000)" --lr 1e-4
-# shellcheck disable=SC2046
 train flow $(full flowdata) --out "$RUN_DIR/flow8" --segmentor "$RUN_DIR/seg6" --flow-init "$RUN_DIR/flow7" \
   --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 9 --val-gap 5 --lr 1e-4
+# shellcheck disable=SC2046
+train flow $(full flowdata) --out "$RUN_DIR/flow9" --segmentor "$RUN_DIR/seg7" --flow-init "$RUN_DIR/flow8" \
+  --pretrain-steps 0 --steps "$(steps 4000)" --max-gap 9 --val-gap 5 --lr 1e-4
 
 # 6. Export the graphs and model.json (weights stay out of the repository).
-mpvss export --checkpoint "$RUN_DIR/flow8" --out "$MODEL_DIR" --no-weights
+mpvss export --checkpoint "$RUN_DIR/flow9" --out "$MODEL_DIR" --no-weights
 echo "default model written to $MODEL_DIR (learning curves: $RUN_DIR/*/learning_curve.csv)"
