@@ -18,6 +18,9 @@ if [ ! -f "$WORK/data/.done" ]; then
 fi
 mpvss evaluate --data "$WORK/data" --split heldout --model "$MODEL" \
   --methods per-frame,copy,optical-flow,query-flow --intervals 1,2,5,10 --out "$WORK/report.json"
+# the reference for what stride-4 masks cost: the ground truth through the mask grid (DATA.md)
+mpvss evaluate --data "$WORK/data" --split heldout --model oracle-grid --methods per-frame --intervals 1 \
+  --out "$WORK/oracle_grid.json"
 # one intra-op thread: ORT CPU time per frame, the cost measure (the small non-key graph gains
 # little from a second thread, so wall time at two threads understates the key/non-key ratio)
 mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30 --threads 1

@@ -92,7 +92,7 @@ common() {  # data root [batch] [crop, "" for whole frames] -> the options every
   if [ "$DEVICE" = cuda ] && [ "$AMP" = 1 ]; then opts+=(--amp); fi
   echo "${opts[@]}"
 }
-full() {  # data root -> whole 256x512 frames, a quarter of the batch (the pixels of a crop step)
+full() {  # data root -> whole 256x512 frames at a quarter of the batch (a frame has the pixels of four crops)
   common "$1" "$(( BATCH > 3 ? BATCH / 4 : 1 ))" ""
 }
 # shellcheck disable=SC2046  # common's words carry no spaces (paths with spaces are not supported)

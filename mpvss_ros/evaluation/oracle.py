@@ -11,8 +11,10 @@ that only appear after the key frame cannot be recovered by warping). Without fl
 copies the key frame's output (`propagation` says which).
 With `grid=True` ("oracle-grid" in `mpvss evaluate`) the key frame's output is what a perfect
 model with masks at stride 4 would give: mask logits from each class's share of every 4x4 cell
-(area average of the one-hot ground truth), labels and confidence from those, up-sampled like a
-model's. Its per-frame mIoU is the reference for what the mask grid alone costs (thin classes).
+(area average of the one-hot ground truth), and labels from those, up-sampled bilinearly as a
+model's are (confidence keeps the plain oracle's meaning: the winning class's up-sampled share).
+The grid is a quarter of the frames' own size (`input_size`, by default the data's resolution).
+Its per-frame mIoU is the reference for what the mask grid alone costs (thin classes).
 It recognises a frame by a digest of the image resized to `input_size`, so it only answers for
 frames of the split it indexed that have ground truth.
 """
