@@ -218,3 +218,23 @@ def test_evaluate_command_takes_oracle_grid(run, tmp_path):
     report = json.loads(out.read_text())
     assert report["model"]["name"] == "oracle-grid"
     assert report["results"][0]["miou"] < 0.995
+
+
+def test_oracle_grid_at_a_size_not_divisible_by_4_and_when_propagating(run):
+    from mpvss_ros.data.cityscapes import CityscapesSequences
+    from mpvss_ros.runtime.preprocess import resize_image
+
+    data = run[0]
+    size = (126, 250)
+    runner = OracleRunner(data, "val", input_size=size, grid=True)
+    dataset = CityscapesSequences(data, "val")
+    seq = dataset.sequences[0]
+    key_frame = next(f for f in seq.frames if f.label_path is not None)
+    later = seq.frames[seq.frames.index(key_frame) + 3]
+    state, out = runner.key_frame(resize_image(dataset.load_image(key_frame), size))
+    assert out.labels.shape == size and out.probs.shape == (19, 31, 62)
+    total = out.probs.sum(axis=0)  # shares of each cell: 1, less where ignored pixels (no class) lie
+    assert total.max() < 1.01 and np.median(total) == pytest.approx(1.0, abs=0.01)
+    moved = runner.propagate(state, resize_image(dataset.load_image(later), size))
+    assert moved.labels.shape == size
+    assert 0.0 < np.mean(moved.labels != out.labels) < 0.5  # warped by the ground-truth flow, not copied
