@@ -80,10 +80,18 @@ def chain_backward_flow(flows: list[np.ndarray]) -> np.ndarray:
     return np.dstack([px - xs, py - ys])
 
 
+def _onehot_logits(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) train ids -> (K, h, w) mask logits +-LOGIT from the ground truth resized (nearest)."""
+    small = resize_labels(gt, size)
+    onehot = small[None, :, :] == np.arange(NUM_CLASSES, dtype=np.uint8)[:, None, None]
+    return np.where(onehot, LOGIT, -LOGIT).astype(np.float32)
+
+
 def _share_logits(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) train ids -> (K, h, w) mask logits whose sigmoid is each class's share of the cell
     (area average; ignored pixels count for no class), clipped away from 0 and 1."""
     onehot = (gt[:, :, None] == np.arange(NUM_CLASSES, dtype=np.uint8)).astype(np.float32)
+    # 4 channels at a time: OpenCV's area resize takes at most 4 at non-integer factors
     share = np.dstack([cv2.resize(onehot[..., i:i + 4], (size[1], size[0]), interpolation=cv2.INTER_AREA)
                        .reshape(size[0], size[1], -1) for i in range(0, NUM_CLASSES, 4)])
     share = np.clip(share.transpose(2, 0, 1), 1e-4, 1 - 1e-4)
@@ -145,21 +153,14 @@ class OracleRunner:
         frame = self._frame(image)
         gt = self._ground_truth(frame)
         h, w = self.input_size[0] // 4, self.input_size[1] // 4
-        if self.grid:
-            mask_logits = _share_logits(gt, (h, w))
-        else:
-            small = resize_labels(gt, (h, w))
-            onehot = small[None, :, :] == np.arange(NUM_CLASSES, dtype=np.uint8)[:, None, None]
-            mask_logits = np.where(onehot, LOGIT, -LOGIT).astype(np.float32)
+        mask_logits = (_share_logits if self.grid else _onehot_logits)(gt, (h, w))
         class_logits = np.full((NUM_CLASSES, NUM_CLASSES + 1), -LOGIT, np.float32)
         class_logits[np.arange(NUM_CLASSES), np.arange(NUM_CLASSES)] = LOGIT
         probs = semantic_probabilities(class_logits, mask_logits)
-        fill, confidence = labels_and_confidence(probs, self.input_size)
-        if self.grid:
-            labels = fill
-        else:
+        labels, confidence = labels_and_confidence(probs, self.input_size)
+        if not self.grid:  # the plain oracle answers with the ground truth itself where it has one
             valid = gt != IGNORE
-            labels = np.where(valid, gt, fill).astype(np.uint8)
+            labels = np.where(valid, gt, labels).astype(np.uint8)
             confidence = np.where(valid, 1.0, confidence).astype(np.float32)
         output = OracleOutput(labels, confidence, probs, mask_logits)
         state = OracleKeyState(image, np.zeros((NUM_CLASSES, 1), np.float32), mask_logits, class_logits,
