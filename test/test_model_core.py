@@ -168,7 +168,8 @@ def test_transformers_directory_round_trip_offline(tmp_path, monkeypatch, model)
 
 
 def test_flow_head_fusion_is_the_3x3_conv_of_each_query_with_the_pixel_flow():
-    """The head's shared/grouped split computes exactly conv3x3([query flow; pixel flow]) per query."""
+    """The head's shared/depthwise split computes exactly conv3x3([query flow; pixel flow]) per
+    query, and its query flow is each query's x / y embedding dotted with the projected features."""
     import torch.nn.functional as F
 
     from mpvss_ros.model.flow_head import FlowHead
@@ -182,7 +183,12 @@ def test_flow_head_fusion_is_the_3x3_conv_of_each_query_with_the_pixel_flow():
     queries, feats = torch.randn(2, 3, 16), torch.randn(2, 8, 6, 10)
     pixel = torch.randn(2, 2, 3, 5)
     out = head(queries, feats, pixel, (6, 10))
-    qflow = head.query_flow(queries, feats)  # (2, 3, 2, 6, 10)
+    fx, fy = head.flow_xy(queries, feats, pixel, (6, 10))
+    assert torch.equal(out[:, :, 0], fx) and torch.equal(out[:, :, 1], fy)
+    emb, proj = head.query_mlp(queries), head.feature_proj(feats)
+    qflow = torch.stack([torch.einsum("bne,behw->bnhw", emb[..., :4], proj),
+                         torch.einsum("bne,behw->bnhw", emb[..., 4:], proj)], dim=2)  # (2, 3, 2, 6, 10)
+    assert torch.allclose(head.query_flow(queries, feats), qflow, atol=1e-5)
     pflow = resize_flow(pixel, (6, 10))
     for q in range(3):
         ref = F.conv2d(torch.cat([qflow[:, q], pflow], dim=1), head.fuse.weight, head.fuse.bias, padding=1)

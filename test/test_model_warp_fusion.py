@@ -5,7 +5,7 @@ import torch
 
 from mpvss_ros.model.fusion import class_distribution, labels_and_confidence, semantic_probabilities
 from mpvss_ros.model.motion_encoder import resize_flow
-from mpvss_ros.model.warp import warp_masks
+from mpvss_ros.model.warp import warp_masks, warp_masks_xy
 
 
 def test_zero_flow_is_identity():
@@ -89,6 +89,8 @@ def test_unknown_warp_method_raises():
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         warp_masks(torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))
+    with pytest.raises(ValueError, match="flow planes of the same shape"):
+        warp_masks_xy(torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 9))
 
 
 def test_resize_flow_rescales_magnitude():

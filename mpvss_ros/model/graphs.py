@@ -18,7 +18,7 @@ from torch import nn
 from .fusion import class_distribution, labels_and_confidence, semantic_probabilities
 from .mpvss import MPVSS
 from .segmentor import normalize_image
-from .warp import warp_masks
+from .warp import warp_masks_xy
 
 SEGMENTOR_INPUTS = ["image"]
 SEGMENTOR_OUTPUTS = ["queries", "mask_logits", "class_logits", "motion", "probs", "labels", "confidence"]
@@ -78,7 +78,7 @@ class FlowGraph(nn.Module):
         x = encoder.stem_with_key(key_motion, _encoder_input(image, float(encoder.pair_scale)))
         feats, pixel_flows = encoder.decode(x)
         queries = qf.decoder(key_queries, [feats[3], feats[2], feats[1]])
-        flow = qf.head(queries, feats[0], pixel_flows[-1], tuple(key_mask_logits.shape[-2:]))
-        masks = warp_masks(key_mask_logits, flow, method="gather")  # faster than GridSample on ORT's CPU
+        flow_x, flow_y = qf.head.flow_xy(queries, feats[0], pixel_flows[-1], tuple(key_mask_logits.shape[-2:]))
+        masks = warp_masks_xy(key_mask_logits, flow_x, flow_y)  # gathers: faster than GridSample on ORT's CPU
         scores = semantic_probabilities(key_class_logits, masks)
         return (masks, *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))

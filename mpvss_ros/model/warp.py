@@ -41,13 +41,18 @@ def _warp_grid_sample(mask_logits, flow, mode):
     return out.reshape(b, n, h, w)
 
 
-def _warp_gather(mask_logits, flow):
+def warp_masks_xy(mask_logits: torch.Tensor, flow_x: torch.Tensor, flow_y: torch.Tensor) -> torch.Tensor:
+    """The "gather" warp with the flow as separate x and y planes, each (B,N,h,w): what the
+    exported flow graph runs (no stack of the two planes and no strided slices back out)."""
+    if mask_logits.dim() != 4 or flow_x.shape != mask_logits.shape or flow_y.shape != mask_logits.shape:
+        raise ValueError(f"expected masks (B,N,h,w) and flow planes of the same shape, got "
+                         f"{tuple(mask_logits.shape)}, {tuple(flow_x.shape)}, {tuple(flow_y.shape)}")
     b, n, h, w = mask_logits.shape
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, 1, w)
+    ys = torch.arange(h, dtype=flow_y.dtype, device=flow_y.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=flow_x.dtype, device=flow_x.device).view(1, 1, 1, w)
     # border padding = clamping the sample point into [0, size - 1] before interpolating
-    px = (xs + flow[:, :, 0]).clamp(0, w - 1)
-    py = (ys + flow[:, :, 1]).clamp(0, h - 1)
+    px = (xs + flow_x).clamp(0, w - 1)
+    py = (ys + flow_y).clamp(0, h - 1)
     x0, y0 = px.floor(), py.floor()
     wx, wy = px - x0, py - y0
     # flat index of the top-left neighbour; the right / lower neighbour is +1 / +w except on the
@@ -75,7 +80,7 @@ def warp_masks(mask_logits: torch.Tensor, flow: torch.Tensor, mode: str = "bilin
     if method == "gather":
         if mode != "bilinear":
             raise ValueError(f"the gather warp is bilinear only, got mode={mode!r}")
-        return _warp_gather(mask_logits, flow)
+        return warp_masks_xy(mask_logits, flow[:, :, 0], flow[:, :, 1])
     if method != "grid_sample":
         raise ValueError(f"unknown warp method {method!r}; expected one of {METHODS}")
     return _warp_grid_sample(mask_logits, flow, mode)
