@@ -77,10 +77,14 @@ def targets(report: dict, bench: dict | None) -> list[tuple[str, str, bool | Non
     g = (report.get("model") or {}).get("gflops") or {}
     if g.get("key") and g.get("nonkey"):
         rows.append(("non-key ≤ 1/6 of key in GFLOPs", f"{g['key'] / g['nonkey']:.2f}×", g["key"] / g["nonkey"] >= 6))
+    if bench and bench.get("key_graph_ms") and bench.get("nonkey_graph_ms"):
+        r = bench["key_graph_ms"] / bench["nonkey_graph_ms"]
+        rows.append(("non-key ≤ 1/6 of key in ORT CPU time (the graphs)", f"{r:.2f}× ({bench['key_graph_ms']:.1f} / "
+                     f"{bench['nonkey_graph_ms']:.1f} ms)", r >= 6))
     if bench:
         r = bench["key_ms"] / bench["nonkey_ms"]
-        rows.append(("non-key ≤ 1/6 of key in ORT CPU time", f"{r:.2f}× ({bench['key_ms']:.1f} / "
-                     f"{bench['nonkey_ms']:.1f} ms)", r >= 6))
+        rows.append(("non-key ≤ 1/6 of key per frame end to end (graphs + host pre/post-processing)",
+                     f"{r:.2f}× ({bench['key_ms']:.1f} / {bench['nonkey_ms']:.1f} ms)", r >= 6))
     return rows
 
 

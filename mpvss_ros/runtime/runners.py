@@ -109,6 +109,11 @@ class _RunnerBase:
     def propagate(self, key: KeyState, image: np.ndarray) -> FrameOutput:
         return self._frame_output(self._run_flow(key, self.preprocess(image)))
 
+    def run_graphs(self, key: KeyState | None, x: np.ndarray) -> dict:
+        """The segmentor graph (key None) or the flow graph alone on a preprocessed input, with no
+        pre- or post-processing: what the inference engine itself spends, for benchmarks."""
+        return self._run_segmentor(x) if key is None else self._run_flow(key, x)
+
 
 class OnnxRunner(_RunnerBase):
     """ONNX Runtime runner.
