@@ -115,3 +115,44 @@ def test_bad_crop_is_rejected(toy_root):
         check_crop((40, 64), (64, 128))
     with pytest.raises(ValueError, match="larger"):
         check_crop((128, 128), (64, 128))
+
+
+def test_dataloader_workers_fork_cleanly_after_opencv_has_run_threads():
+    """OpenCV's pool, once used by several threads (the frame cache decodes that way), is copied
+    into a forked worker in a state whose first reconfiguration deadlocks; the trainer quiesces
+    it before forking. Without that, about half of these children hang."""
+    import os
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from mpvss_ros.training.loop import _worker_init, quiesce_cv2_before_fork
+
+    image = np.random.default_rng(0).integers(0, 255, (512, 1024, 3), dtype=np.uint8)
+    threads_before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(4)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: int(cv2.resize(image, (700, 350)).sum()), range(24)))
+        quiesce_cv2_before_fork()
+        hung = 0
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:  # a DataLoader worker's start: its init, then some OpenCV work
+                try:
+                    _worker_init(0)
+                    cv2.resize(image, (64, 32))
+                finally:
+                    os._exit(0)
+            deadline, exited = time.monotonic() + 20, False
+            while not exited and time.monotonic() < deadline:
+                exited = os.waitpid(pid, os.WNOHANG) != (0, 0)
+                time.sleep(0.02)
+            if not exited:
+                hung += 1
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+        assert hung == 0
+    finally:
+        cv2.setNumThreads(threads_before)

@@ -78,6 +78,18 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return out
 
 
+def quiesce_cv2_before_fork() -> None:
+    """Shrink OpenCV's thread pool to one thread in this process before DataLoader workers fork.
+
+    A pool that has run (the frame cache decodes with it) is copied into a forked child with
+    condition variables that still count the parent's waiting threads; the child's first
+    reconfiguration of the pool then waits on them forever (seen as a training run stalled at
+    step 0 with `--workers 1`). Reconfigured here, in the parent, the threads really exist."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _worker_init(_):
     import cv2
 
@@ -131,6 +143,8 @@ class Trainer:
         module = wrap_ddp(phase.objective, ctx)
         module.train()
         batches = phase.make_batches(self.step, end)
+        if opt.workers:
+            quiesce_cv2_before_fork()
         loader = DataLoader(batches, batch_size=None, shuffle=False, num_workers=opt.workers,
                             pin_memory=ctx.device.type == "cuda", worker_init_fn=_worker_init if opt.workers else None,
                             prefetch_factor=4 if opt.workers else None)
