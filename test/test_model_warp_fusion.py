@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpvss_ros.model.fusion import class_distribution, labels_and_confidence, semantic_probabilities
+from mpvss_ros.model.fusion import class_distribution, labels_and_confidence, scores_and_total, semantic_probabilities
 from mpvss_ros.model.motion_encoder import resize_flow
 from mpvss_ros.model.warp import warp_masks, warp_masks_xy
 
@@ -133,3 +133,15 @@ def test_class_distribution_sums_to_one_and_keeps_argmax():
     dist = class_distribution(probs)
     assert torch.allclose(dist.sum(1), torch.ones(2, 5, 7), atol=1e-5)
     assert np.array_equal(dist.argmax(1).numpy(), probs.argmax(1).numpy())
+
+
+def test_scores_and_total_sum_over_queries_equals_sum_over_classes():
+    torch.manual_seed(2)
+    classes, masks = torch.randn(2, 16, 20) * 3, torch.randn(2, 16, 6, 9) * 4
+    scores, total = scores_and_total(classes, masks)
+    assert torch.allclose(scores, semantic_probabilities(classes, masks))
+    assert torch.allclose(total, scores.sum(dim=1, keepdim=True), atol=1e-5)
+    assert torch.allclose(class_distribution(scores, total=total), class_distribution(scores), atol=1e-6)
+    labels, conf = labels_and_confidence(scores, (12, 18), total=total)
+    ref_labels, ref_conf = labels_and_confidence(scores, (12, 18))
+    assert torch.equal(labels, ref_labels) and torch.allclose(conf, ref_conf, atol=1e-6)

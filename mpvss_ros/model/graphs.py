@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fusion import class_distribution, labels_and_confidence, semantic_probabilities
+from .fusion import class_distribution, labels_and_confidence, scores_and_total
 from .mpvss import MPVSS
 from .segmentor import normalize_image
 from .warp import warp_masks_xy
@@ -28,11 +28,11 @@ FLOW_OUTPUTS = ["mask_logits", "probs", "labels", "confidence"]
 SCORES = "scores"  # the host-post-processing variant's output replacing labels, confidence
 
 
-def _tail(scores: torch.Tensor, size: tuple[int, int], full_resolution: bool):
-    probs = class_distribution(scores)
+def _tail(scores: torch.Tensor, total: torch.Tensor, size: tuple[int, int], full_resolution: bool):
+    probs = class_distribution(scores, total=total)
     if not full_resolution:
         return probs, scores
-    labels, confidence = labels_and_confidence(scores, size)
+    labels, confidence = labels_and_confidence(scores, size, total=total)
     return probs, labels, confidence
 
 
@@ -57,11 +57,11 @@ class SegmentorGraph(nn.Module):
 
     def forward(self, image: torch.Tensor):
         out = self.model.key_frame(image)
-        scores = semantic_probabilities(out.class_logits, out.mask_logits)
+        scores, total = scores_and_total(out.class_logits, out.mask_logits)
         encoder = self.model.query_flow.encoder
         motion = encoder.key_stem(_encoder_input(image, float(encoder.pair_scale)))
         return (out.queries, out.mask_logits, out.class_logits, motion,
-                *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))
+                *_tail(scores, total, tuple(image.shape[-2:]), self.full_resolution))
 
 
 class FlowGraph(nn.Module):
@@ -80,5 +80,5 @@ class FlowGraph(nn.Module):
         queries = qf.decoder(key_queries, [feats[3], feats[2], feats[1]])
         flow_x, flow_y = qf.head.flow_xy(queries, feats[0], pixel_flows[-1], tuple(key_mask_logits.shape[-2:]))
         masks = warp_masks_xy(key_mask_logits, flow_x, flow_y)  # gathers: faster than GridSample on ORT's CPU
-        scores = semantic_probabilities(key_class_logits, masks)
-        return (masks, *_tail(scores, tuple(image.shape[-2:]), self.full_resolution))
+        scores, total = scores_and_total(key_class_logits, masks)
+        return (masks, *_tail(scores, total, tuple(image.shape[-2:]), self.full_resolution))
