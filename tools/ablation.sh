@@ -22,8 +22,12 @@ mpvss evaluate --data "$WORK/data" --split heldout --model "$MODEL" \
 mpvss evaluate --data "$WORK/data" --split heldout --model oracle-grid --methods per-frame --intervals 1 \
   --out "$WORK/oracle_grid.json"
 # one intra-op thread: ORT CPU time per frame, the cost measure (the small non-key graph gains
-# little from a second thread, so wall time at two threads understates the key/non-key ratio)
-mpvss bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30 --threads 1
+# little from a second thread, so wall time at two threads understates the key/non-key ratio),
+# pinned to one core where there are two or more, as in docs/BENCHMARKS.md (a process that
+# migrates between cores pays for it in the short non-key frames most)
+PIN=()
+if command -v taskset > /dev/null && [ "$(nproc)" -ge 2 ]; then PIN=(taskset -c 1); fi
+"${PIN[@]}" python -m mpvss_ros.cli bench --model "$MODEL" --out "$WORK/bench.json" --no-ros --repeats 30 --threads 1
 python -m mpvss_ros.evaluation.results_doc "$WORK/report.json" --bench "$WORK/bench.json" \
   --out docs/RESULTS.md --plot docs/images/ablation_miou.png --command "tools/ablation.sh $MODEL" \
   --notes "${NOTES:-docs/notes/results_notes.md}"
