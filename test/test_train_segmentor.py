@@ -93,6 +93,30 @@ def test_resume_equals_uninterrupted_run(toy_root, tmp_path):
     assert train_segmentor(_opts(toy_root, tmp_path / "split", steps=6)) == {}
 
 
+def test_keep_checkpoints_keeps_each_periodic_model(toy_root, tmp_path):
+    """--keep-checkpoints: every periodic save stays under checkpoints/stepNNNNNN/ as an exportable
+    model; without it only the latest is kept."""
+    from safetensors.torch import load_file
+
+    from mpvss_ros.cli import build_parser
+    from mpvss_ros.commands.train import _common_values
+    from mpvss_ros.model.mpvss import MPVSS
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    args = build_parser().parse_args(["train", "segmentor", "--data", str(toy_root), "--out", "o", "--keep-checkpoints"])
+    assert _common_values(args)["keep_checkpoints"] is True
+    train_segmentor(_opts(toy_root, tmp_path / "kept", steps=6, keep_checkpoints=True))
+    kept = tmp_path / "kept" / "checkpoints"
+    assert sorted(p.name for p in kept.iterdir()) == ["step000003", "step000006"]
+    w3, w6 = (load_file(str(kept / s / "model.safetensors")) for s in ("step000003", "step000006"))
+    latest = load_file(str(tmp_path / "kept" / "model.safetensors"))
+    assert all(torch.equal(w6[k], latest[k]) for k in latest)
+    assert any(not torch.equal(w3[k], w6[k]) for k in w3)  # step 3 is its own model, not a copy
+    assert isinstance(MPVSS.load(kept / "step000003"), MPVSS)
+    train_segmentor(_opts(toy_root, tmp_path / "plain", steps=3))
+    assert not (tmp_path / "plain" / "checkpoints").exists()
+
+
 def test_resume_refuses_different_seed(toy_root, tmp_path):
     from mpvss_ros.training.train_segmentor import train_segmentor
 

@@ -86,7 +86,7 @@ make_split scenes3 train 2000 2 7    # 2000 new scenes
 
 common() {  # data root [batch] [crop, "" for whole frames] -> the options every training command shares
   local opts=(--data "$RUN_DIR/$1" --device "$DEVICE" --threads "$THREADS" --batch-size "${2:-$BATCH}"
-              --workers "$WORKERS" --seed "$SEED" --val-every "$EVERY" --checkpoint-every "$EVERY")
+              --workers "$WORKERS" --seed "$SEED" --val-every "$EVERY" --checkpoint-every "$EVERY" --keep-checkpoints)
   local crop=${3-128x256}
   if [ -n "$crop" ]; then opts+=(--crop "$crop"); fi
   if [ "$DEVICE" = cuda ] && [ "$AMP" = 1 ]; then opts+=(--amp); fi

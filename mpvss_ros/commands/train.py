@@ -34,6 +34,9 @@ def _common(p) -> None:
     p.add_argument("--log-every", type=int, default=20, help="learning-curve row every N steps")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="also keep the model of every periodic checkpoint in OUT/checkpoints/stepNNNNNN/ "
+                        "(exportable; the top level always holds the latest)")
     p.add_argument("--num-points", type=int, default=0,
                    help="points per mask in the Hungarian loss (0: one per mask pixel of the crop)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
@@ -73,7 +76,7 @@ def _common_values(args) -> dict:
                 crop=parse_size(args.crop) if args.crop else None, workers=args.workers, amp=args.amp,
                 lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, clip_norm=args.clip_norm,
                 num_points=args.num_points, log_every=args.log_every, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-                flip=not args.no_flip, progress=not args.no_progress)
+                keep_checkpoints=args.keep_checkpoints, flip=not args.no_flip, progress=not args.no_progress)
 
 
 def run(args) -> int:

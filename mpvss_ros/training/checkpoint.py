@@ -1,6 +1,8 @@
 """Resumable training state in a checkpoint directory.
 
     CKPT_DIR/config.json, model.safetensors   the latest model (an MPVSS checkpoint: export reads it)
+    CKPT_DIR/checkpoints/stepNNNNNN/          with --keep-checkpoints: the model at each periodic save
+                                              (config.json + model.safetensors, also exportable)
     CKPT_DIR/train_state/                     what resuming needs
         config.json, model.safetensors        the same model, consistent with the rest of this folder
         optimizer.pt                          optimizer state + torch RNG states (torch.save; loaded
@@ -51,9 +53,17 @@ def set_rng_state(tensors: dict, plain: dict) -> None:
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+KEPT_DIR = "checkpoints"
+
+
+def kept_checkpoint_dir(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / KEPT_DIR / f"step{int(step):06d}"
+
+
 def save_state(out_dir: str | Path, model, optimizer: torch.optim.Optimizer, step: int, phase: str,
-               info: dict) -> Path:
-    """Write the model (twice: top level for export, train_state/ for resuming) and the state."""
+               info: dict, keep: bool = False) -> Path:
+    """Write the model (twice: top level for export, train_state/ for resuming) and the state;
+    `keep`: also the model alone under checkpoints/stepNNNNNN/, never overwritten by later saves."""
     out = Path(out_dir)
     tmp, final, old = out / _TMP, out / STATE_DIR, out / _OLD
     if tmp.exists():
@@ -71,6 +81,8 @@ def save_state(out_dir: str | Path, model, optimizer: torch.optim.Optimizer, ste
     if old.exists():
         shutil.rmtree(old)
     model.save(out)  # config.json + model.safetensors at the top: what export and `--segmentor` read
+    if keep:  # val mIoU moves between neighbouring checkpoints: keep them to choose among later
+        model.save(kept_checkpoint_dir(out, step))
     return final
 
 

@@ -45,6 +45,7 @@ class LoopOptions:
     log_every: int = 20
     val_every: int = 500
     checkpoint_every: int = 500
+    keep_checkpoints: bool = False  # every periodic save also under checkpoints/stepNNNNNN/
     progress: bool = True
     info: dict = field(default_factory=dict)  # stored in state.json (options of the run)
 
@@ -126,7 +127,8 @@ class Trainer:
     def _save(self, optimizer, phase: Phase) -> None:
         if self.ctx.is_main:
             checkpoint.save_state(self.out_dir, self.model, optimizer, self.step, phase.name,
-                                  {**self.opt.info, "elapsed_s": round(self.elapsed(), 1)})
+                                  {**self.opt.info, "elapsed_s": round(self.elapsed(), 1)},
+                                  keep=self.opt.keep_checkpoints)
         self.ctx.barrier()
 
     def _run_phase(self, phase: Phase, first: int, end: int) -> None:

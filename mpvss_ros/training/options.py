@@ -35,6 +35,7 @@ class CommonOptions:
     log_every: int = 20
     val_every: int = 500
     checkpoint_every: int = 500
+    keep_checkpoints: bool = False
     num_points: int = 0  # points per mask in the Hungarian loss; 0: one per mask pixel of the crop
     progress: bool = True
 
@@ -45,7 +46,7 @@ class CommonOptions:
         return LoopOptions(seed=self.seed, weight_decay=self.weight_decay, clip_norm=self.clip_norm,
                            amp=self.amp, workers=self.workers, log_every=max(1, self.log_every),
                            val_every=max(1, self.val_every), checkpoint_every=max(1, self.checkpoint_every),
-                           progress=self.progress, info=info)
+                           keep_checkpoints=self.keep_checkpoints, progress=self.progress, info=info)
 
 
 def check_common(opts: CommonOptions) -> None:
