@@ -31,6 +31,8 @@ def test_bench_writes_design_keys(tiny_model, tmp_path):
     assert bench["key_ms"] > 0 and bench["nonkey_ms"] > 0
     assert bench["key_over_nonkey"] == pytest.approx(bench["key_ms"] / bench["nonkey_ms"])
     assert bench["key_graph_ms"] > 0 and bench["nonkey_graph_ms"] > 0  # the graphs alone
+    affinity = bench["machine"]["cpu_affinity"]
+    assert affinity and set(affinity) <= set(range(bench["machine"]["cores"]))
     assert bench["graph_key_over_nonkey"] == pytest.approx(bench["key_graph_ms"] / bench["nonkey_graph_ms"])
     assert set(bench["pipeline_fps"]) == {"1", "2", "5", "10"}
     assert bench["per_frame_fps"] == bench["pipeline_fps"]["1"]

@@ -180,16 +180,19 @@ def test_flow_head_fusion_is_the_3x3_conv_of_each_query_with_the_pixel_flow():
     with torch.no_grad():
         head.fuse.weight.normal_()
         head.fuse.bias.normal_()
-    queries, feats = torch.randn(2, 3, 16), torch.randn(2, 8, 6, 10)
-    pixel = torch.randn(2, 2, 3, 5)
-    out = head(queries, feats, pixel, (6, 10))
-    fx, fy = head.flow_xy(queries, feats, pixel, (6, 10))
-    assert torch.equal(out[:, :, 0], fx) and torch.equal(out[:, :, 1], fy)
-    emb, proj = head.query_mlp(queries), head.feature_proj(feats)
-    qflow = torch.stack([torch.einsum("bne,behw->bnhw", emb[..., :4], proj),
-                         torch.einsum("bne,behw->bnhw", emb[..., 4:], proj)], dim=2)  # (2, 3, 2, 6, 10)
-    assert torch.allclose(head.query_flow(queries, feats), qflow, atol=1e-5)
-    pflow = resize_flow(pixel, (6, 10))
-    for q in range(3):
-        ref = F.conv2d(torch.cat([qflow[:, q], pflow], dim=1), head.fuse.weight, head.fuse.bias, padding=1)
-        assert torch.allclose(out[:, q], ref, atol=1e-5)
+    queries, pixel = torch.randn(2, 3, 16), torch.randn(2, 2, 3, 5)
+    # features on the mask grid (the shipped models), and coarser / finer (their flow is resized)
+    for feat_size in ((6, 10), (3, 5), (12, 20)):
+        feats = torch.randn(2, 8, *feat_size)
+        out = head(queries, feats, pixel, (6, 10))
+        fx, fy = head.flow_xy(queries, feats, pixel, (6, 10))
+        assert torch.equal(out[:, :, 0], fx) and torch.equal(out[:, :, 1], fy)
+        emb, proj = head.query_mlp(queries), head.feature_proj(feats)
+        qflow = torch.stack([torch.einsum("bne,behw->bnhw", emb[..., :4], proj),
+                             torch.einsum("bne,behw->bnhw", emb[..., 4:], proj)], dim=2)  # (2, 3, 2, *feat_size)
+        assert torch.allclose(head.query_flow(queries, feats), qflow, atol=1e-5)
+        qflow = resize_flow(qflow, (6, 10))
+        pflow = resize_flow(pixel, (6, 10))
+        for q in range(3):
+            ref = F.conv2d(torch.cat([qflow[:, q], pflow], dim=1), head.fuse.weight, head.fuse.bias, padding=1)
+            assert torch.allclose(out[:, q], ref, atol=1e-5)

@@ -120,7 +120,7 @@ def test_bad_crop_is_rejected(toy_root):
 def test_dataloader_workers_fork_cleanly_after_opencv_has_run_threads():
     """OpenCV's pool, once used by several threads (the frame cache decodes that way), is copied
     into a forked worker in a state whose first reconfiguration deadlocks; the trainer quiesces
-    it before forking. Without that, about half of these children hang."""
+    it before forking. Without that, three of these four children hang in a typical run."""
     import os
     import time
     from concurrent.futures import ThreadPoolExecutor

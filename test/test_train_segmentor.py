@@ -117,6 +117,18 @@ def test_keep_checkpoints_keeps_each_periodic_model(toy_root, tmp_path):
     assert not (tmp_path / "plain" / "checkpoints").exists()
 
 
+def test_trainer_quiesces_opencv_only_before_worker_processes(toy_root, tmp_path, monkeypatch):
+    from mpvss_ros.training import loop
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    calls, real = [], loop.quiesce_cv2_before_fork
+    monkeypatch.setattr(loop, "quiesce_cv2_before_fork", lambda: (calls.append(1), real()))
+    assert train_segmentor(_opts(toy_root, tmp_path / "workers", steps=1, workers=1))["step"] == 1
+    assert calls == [1]
+    train_segmentor(_opts(toy_root, tmp_path / "main", steps=1))
+    assert calls == [1]  # no workers, no fork: OpenCV keeps its threads
+
+
 def test_resume_refuses_different_seed(toy_root, tmp_path):
     from mpvss_ros.training.train_segmentor import train_segmentor
 

@@ -45,6 +45,16 @@ def load_checkpoint(path: Path):
     raise CommandError(f"no {WEIGHTS_NAME} or {WEIGHTS} in checkpoint directory {path}")
 
 
+def _portable(path: Path) -> str:
+    """The checkpoint as model.json records it: relative to the working directory when inside it
+    (a model shipped in a repository should not carry the path of the machine it was built on)."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
 def run(args) -> int:
     ckpt = Path(args.checkpoint)
     if not ckpt.is_dir():
@@ -65,7 +75,7 @@ def run(args) -> int:
     model = load_checkpoint(ckpt)
     print("mpvss export: exporting segmentor.onnx and flow.onnx (this takes a while)", flush=True)
     info = export_model(model, args.out, size=size, write_weights=not args.no_weights,
-                        provenance={"checkpoint": str(ckpt.resolve())}, metrics=metrics,
+                        provenance={"checkpoint": _portable(ckpt)}, metrics=metrics,
                         verify=not args.no_verify)
     check = info["metrics"].get("export_check")
     if check:

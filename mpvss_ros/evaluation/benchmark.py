@@ -74,7 +74,9 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    # the cores this process may run on: one when pinned (`taskset -c 1`), as the ablation does
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_affinity": affinity, "platform": platform.platform(),
             "python": platform.python_version()}
 
 

@@ -79,7 +79,7 @@ def targets(report: dict, bench: dict | None) -> list[tuple[str, str, bool | Non
         rows.append(("non-key ≤ 1/6 of key in GFLOPs", f"{g['key'] / g['nonkey']:.2f}×", g["key"] / g["nonkey"] >= 6))
     if bench and bench.get("key_graph_ms") and bench.get("nonkey_graph_ms"):
         r = bench["key_graph_ms"] / bench["nonkey_graph_ms"]
-        rows.append(("non-key ≤ 1/6 of key in ORT CPU time (the graphs)", f"{r:.2f}× ({bench['key_graph_ms']:.1f} / "
+        rows.append(("non-key ≤ 1/6 of key in ORT CPU time (the graphs as the runner runs them)", f"{r:.2f}× ({bench['key_graph_ms']:.1f} / "
                      f"{bench['nonkey_graph_ms']:.1f} ms)", r >= 6))
     if bench:
         r = bench["key_ms"] / bench["nonkey_ms"]

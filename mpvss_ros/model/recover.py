@@ -105,7 +105,8 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
         if other != layout:
             first = next((f"{x[0]} {x[1]}" for x, y in zip(layout, other) if x != y), f"{len(layout)} initializers")
             raise ValueError(f"{model_dir}: its graphs do not match this configuration's export at {first} "
-                             "(another model configuration, or another exporter version)")
+                             "(another model configuration, or another exporter version: recover it with the "
+                             "code that exported it, or re-export its checkpoint)")
     flat_a, flat_b, flat_t = _flat(ref_inits[0]), _flat(ref_inits[1]), _flat(target)
     codes = _codes(flat_a, flat_b)
     order = np.argsort(codes, kind="stable")

@@ -85,7 +85,9 @@ def quiesce_cv2_before_fork() -> None:
     A pool that has run (the frame cache decodes with it) is copied into a forked child with
     condition variables that still count the parent's waiting threads; the child's first
     reconfiguration of the pool then waits on them forever (seen as a training run stalled at
-    step 0 with `--workers 1`). Reconfigured here, in the parent, the threads really exist."""
+    step 0 with `--workers 1`). Reconfigured here, in the parent, the threads really exist.
+    The parent keeps one OpenCV thread for the rest of the run (workers fork lazily, so it cannot
+    be restored safely); the parent's own OpenCV work is small once workers make the batches."""
     import cv2
 
     cv2.setNumThreads(1)
