@@ -57,7 +57,7 @@ def _input_status(node, level: int, contains: str = ""):
     return wait_for(check, 30, f"input status level {level} {contains!r}")
 
 
-@pytest.mark.parametrize("encoding", ["bayer_rggb8", "16UC1", "yuv422"])
+@pytest.mark.parametrize("encoding", ["bayer_rggb16", "16UC1", "nv21"])
 def test_unsupported_encoding_is_skipped_with_one_throttled_error(node, encoding):
     before = settled_counts(node)
     rgb = _frame(100)
@@ -69,7 +69,8 @@ def test_unsupported_encoding_is_skipped_with_one_throttled_error(node, encoding
         time.sleep(1 / 30)
     _, _, status = _input_status(node, DiagnosticStatus.ERROR, encoding)
     assert status.message == (f"frames cannot be segmented: unsupported encoding '{encoding}' "
-                              "(supported: rgb8, bgr8, rgba8, bgra8, mono8)")
+                              "(supported: rgb8, bgr8, rgba8, bgra8, mono8, yuv422, uyvy, yuv422_yuy2, yuyv, "
+                              "bayer_rggb8, bayer_bggr8, bayer_gbrg8, bayer_grbg8)")
     counts = settled_counts(node)
     elapsed = time.monotonic() - start
     assert counts["frames_bad"] - before["frames_bad"] == 15

@@ -40,6 +40,64 @@ def test_color_encodings_to_rgb_with_and_without_step_padding(encoding, pixels, 
     np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
 
 
+@pytest.mark.parametrize("encoding,cell", [("bayer_rggb8", "RGGB"), ("bayer_bggr8", "BGGR"),
+                                           ("bayer_gbrg8", "GBRG"), ("bayer_grbg8", "GRBG")])
+def test_bayer_mosaics_demosaic_to_their_colour(encoding, cell):
+    """A flat colour mosaiced in the named 2x2 cell (row-major) comes back as that colour inside
+    the image (a swapped pattern would swap red and blue)."""
+    colour = {"R": 200, "G": 100, "B": 40}
+    mosaic = np.zeros((8, 10), np.uint8)
+    for i, ch in enumerate(cell):
+        mosaic[i // 2::2, i % 2::2] = colour[ch]
+    rgb = C.image_to_rgb(_msg(mosaic, encoding))
+    assert rgb.shape == (8, 10, 3)
+    np.testing.assert_array_equal(rgb[2:-2, 2:-2].reshape(-1, 3), np.tile([200, 100, 40], (4 * 6, 1)))
+
+
+@pytest.mark.parametrize("encoding,order", [("yuv422", "UYVY"), ("uyvy", "UYVY"),
+                                            ("yuv422_yuy2", "YUYV"), ("yuyv", "YUYV")])
+def test_packed_yuv422_byte_orders(encoding, order):
+    """Each pixel's Y is its brightness, and the pair's U / V its chroma, in the named byte order."""
+    h, w = 4, 6
+    ramp = np.arange(h * w, dtype=np.uint8).reshape(h, w) * 9 + 20  # distinct, increasing
+    for u, v, check in ((128, 128, "grey"), (128, 230, "red"), (230, 128, "blue")):
+        luma = ramp if check == "grey" else np.full((h, w), 90, np.uint8)  # mid grey: no clipping
+        packed = np.zeros((h, w // 2, 4), np.uint8)
+        pos = {c: order.index(c) for c in "UV"}
+        ys = [i for i, c in enumerate(order) if c == "Y"]
+        packed[..., pos["U"]], packed[..., pos["V"]] = u, v
+        packed[..., ys[0]], packed[..., ys[1]] = luma[:, 0::2], luma[:, 1::2]
+        rgb = C.image_to_rgb(_msg(packed.reshape(h, w, 2), encoding)).astype(int)
+        if check == "grey":
+            assert (np.abs(rgb[..., 0] - rgb[..., 2]) <= 1).all() and (np.abs(rgb[..., 1] - rgb[..., 0]) <= 1).all()
+            assert (np.diff(rgb[..., 1].ravel()) > 0).all()  # brightness follows Y pixel by pixel
+        elif check == "red":
+            assert (rgb[..., 0] > rgb[..., 2] + 50).all()
+        else:
+            assert (rgb[..., 2] > rgb[..., 0] + 50).all()
+
+
+def test_bag_images_decode_like_the_node():
+    """Images read back from a bag go through the same encodings as the node's subscription."""
+    from mpvss_ros.data.bag import decode_image
+
+    mosaic = np.random.default_rng(1).integers(0, 256, (6, 8), dtype=np.uint8)
+    packed = np.random.default_rng(2).integers(0, 256, (4, 6, 2), dtype=np.uint8)
+    for arr, enc in ((RGB, "bgr8"), (mosaic, "bayer_gbrg8"), (packed, "yuv422_yuy2"), (mosaic, "mono8")):
+        msg = _msg(arr, enc, step=arr.shape[1] * (arr.shape[2] if arr.ndim == 3 else 1) + 3)
+        np.testing.assert_array_equal(decode_image(msg), C.image_to_rgb(msg))
+    np.testing.assert_array_equal(decode_image(_msg(RGB, "8UC3")), RGB)
+    with pytest.raises(ValueError, match="even width"):
+        decode_image(_msg(np.zeros((4, 5, 2), np.uint8), "yuyv"))
+
+
+def test_mosaics_and_packed_yuv_need_even_sizes():
+    with pytest.raises(C.ImageError, match="yuv422 needs an even width, got 5x4"):
+        C.image_to_rgb(_msg(np.zeros((4, 5, 2), np.uint8), "yuv422"))
+    with pytest.raises(C.ImageError, match="bayer_rggb8 needs an even width and height, got 6x3"):
+        C.image_to_rgb(_msg(np.zeros((3, 6), np.uint8), "bayer_rggb8"))
+
+
 def test_mono8_and_zero_copy_rgb8_view():
     grey = RGB[..., 0].copy()
     np.testing.assert_array_equal(C.image_to_rgb(_msg(grey, "mono8")), np.repeat(grey[..., None], 3, 2))
@@ -56,7 +114,8 @@ def test_last_row_without_padding_is_accepted():
 
 
 @pytest.mark.parametrize("change,reason", [
-    (dict(encoding="16UC1"), "unsupported encoding '16UC1' (supported: rgb8, bgr8, rgba8, bgra8, mono8)"),
+    (dict(encoding="16UC1"), "unsupported encoding '16UC1' (supported: rgb8, bgr8, rgba8, bgra8, mono8, yuv422, "
+                                    "uyvy, yuv422_yuy2, yuyv, bayer_rggb8, bayer_bggr8, bayer_gbrg8, bayer_grbg8)"),
     (dict(height=0), "empty image 7x0"),
     (dict(step=20), "step 20 is smaller than width*channels = 21 for rgb8"),
     (dict(data=bytes(50)), "data has 50 bytes, 7x5 rgb8 with step 21 needs 105"),

@@ -156,7 +156,7 @@ def test_labelid_format_and_label_info_transient_local(node):
 def _bad(kind: str) -> Image:
     msg = rgb_image_msg(np.zeros((48, 80, 3), np.uint8), 4000.0, kind)
     if kind == "encoding":
-        msg.encoding = "yuv422"
+        msg.encoding = "nv21"
     elif kind == "step":
         msg.step = 100
     elif kind == "short":
@@ -180,7 +180,7 @@ def test_bad_frames_are_counted_skipped_and_logged(node):
         return msgs and int(values_of(msgs[-1].status[0])["frames_bad"]) == n and msgs[-1]
 
     wait_for(lambda: diag_with_bad(0), 30, "/diagnostics")
-    reasons = {"encoding": "unsupported encoding 'yuv422'", "step": "step 100 is smaller than "
+    reasons = {"encoding": "unsupported encoding 'nv21'", "step": "step 100 is smaller than "
                "width*channels = 240", "short": "data has 1000 bytes", "empty": "empty image 0x0",
                "huge": "more than max_image_pixels=16777216", "bigendian": "big-endian"}
     for i, kind in enumerate(kinds):  # one at a time: each is counted, its reason reported
@@ -197,7 +197,7 @@ def test_bad_frames_are_counted_skipped_and_logged(node):
         assert key in values
     assert all(_by_header(node, "labels", 4000.0, k) is None for k in kinds)
     log = node.log()
-    assert "bad image skipped: unsupported encoding 'yuv422'" in log
+    assert "bad image skipped: unsupported encoding 'nv21'" in log
     # the other reasons are logged too, but throttled (one line per 5 s): the first is enough
 
 

@@ -32,6 +32,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from mpvss_ros.data.encodings import BYTES_PER_PIXEL, size_problem, to_rgb
+
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GROUND_TRUTH_TOPIC = "/ground_truth/labels"
@@ -219,23 +221,22 @@ class BagRecord:
     _ts: object = None
 
     def image(self) -> np.ndarray:
-        """Decode the image to (H, W, 3) uint8 RGB (rgb8, bgr8, mono8 and rgba/bgra handled)."""
+        """Decode the image to (H, W, 3) uint8 RGB (the encodings of `data/encodings.py`, and
+        8UC1 / 8UC3 as grey / RGB)."""
         return decode_image(self._ts.deserialize_cdr(self.image_cdr, IMAGE_TYPE))
 
 
 def decode_image(msg) -> np.ndarray:
-    enc = msg.encoding.lower()
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "8uc1": 1, "8uc3": 3, "rgba8": 4, "bgra8": 4}.get(enc)
+    enc = {"8uc1": "mono8", "8uc3": "rgb8"}.get(msg.encoding.lower(), msg.encoding.lower())
+    channels = BYTES_PER_PIXEL.get(enc)
     if channels is None:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}")
+    problem = size_problem(enc, msg.height, msg.width)
+    if problem:
+        raise ValueError(problem)
     data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
     rows = data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width * channels]
-    array = rows.reshape(msg.height, msg.width, channels)
-    if channels == 1:
-        return np.repeat(array, 3, axis=2) if enc in ("mono8", "8uc1") else array
-    if enc.startswith("bgr"):
-        array = array[:, :, 2::-1]
-    return np.ascontiguousarray(array[:, :, :3])
+    return np.ascontiguousarray(to_rgb(rows.reshape(msg.height, msg.width, channels), enc))
 
 
 def decode_mono8(msg) -> np.ndarray:

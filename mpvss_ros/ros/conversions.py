@@ -10,9 +10,10 @@ element by element (about 500x slower for a 6 MB image).
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import Image
+
+from mpvss_ros.data.encodings import BYTES_PER_PIXEL, size_problem, to_rgb
 
 try:  # optional: not on PyPI
     from cv_bridge import CvBridge as _CvBridge
@@ -20,10 +21,8 @@ try:  # optional: not on PyPI
 except Exception:  # ImportError, or a cv_bridge built against another numpy
     _BRIDGE = None
 
-# encoding -> channels (all 8-bit)
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-           "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}
+# encoding -> bytes per pixel: the encodings `data/encodings.py` decodes
+CHANNELS = BYTES_PER_PIXEL
 
 
 class ImageError(ValueError):
@@ -49,6 +48,9 @@ def check_image(msg: Image, max_pixels: int) -> None:
                          "pixels", "size")
     if msg.is_bigendian:
         raise ImageError("big-endian images are not supported", "endianness")
+    problem = size_problem(enc, msg.height, msg.width)
+    if problem:
+        raise ImageError(problem, "odd size")
     row = msg.width * CHANNELS[enc]
     if msg.step < row:
         raise ImageError(f"step {msg.step} is smaller than width*channels = {row} for {enc}", "step")
@@ -73,12 +75,9 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an Image message; ImageError with the reason if unusable."""
     check_image(msg, max_pixels)
     enc = msg.encoding.lower()
-    if _BRIDGE is not None:
+    if _BRIDGE is not None and enc not in ("uyvy", "yuyv"):  # names older cv_bridge releases lack
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-    view = image_view(msg)
-    if enc == "rgb8":
-        return view  # zero-copy; consumers only read it
-    return cv2.cvtColor(np.ascontiguousarray(view), _TO_RGB[enc])
+    return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
 
 
 def array_to_image(arr: np.ndarray, encoding: str, header) -> Image:
