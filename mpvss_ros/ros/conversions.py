@@ -11,7 +11,7 @@ element by element (about 500x slower for a 6 MB image).
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from mpvss_ros.data.encodings import BYTES_PER_PIXEL, size_problem, to_rgb
 
@@ -78,6 +78,33 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     if _BRIDGE is not None and enc not in ("uyvy", "yuyv"):  # names older cv_bridge releases lack
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
+
+
+def check_compressed(msg: CompressedImage) -> None:
+    """Raise ImageError if a CompressedImage cannot hold a colour image (checked before decoding)."""
+    fmt = msg.format.lower()
+    if "compresseddepth" in fmt:
+        raise ImageError("compressedDepth images carry depth, not colour", "format")
+    if len(msg.data) == 0:
+        raise ImageError("compressed image with no data", "data")
+
+
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a JPEG / PNG CompressedImage; ImageError with the reason if unusable.
+
+    The size is only known once decoded (OpenCV's own limit, 2^30 pixels, bounds the decode)."""
+    import cv2
+
+    check_compressed(msg)
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey and alpha images come back as 3-channel BGR
+    if bgr is None:
+        name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."  # sender-controlled
+        raise ImageError(f"cannot decode compressed image (format {name!r})", "decode")
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:
+        raise ImageError(f"image {bgr.shape[1]}x{bgr.shape[0]} has more than max_image_pixels={max_pixels} "
+                         "pixels", "size")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def array_to_image(arr: np.ndarray, encoding: str, header) -> Image:

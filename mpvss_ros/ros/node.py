@@ -24,12 +24,13 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from mpvss_ros.data.labels import PALETTE
 from mpvss_ros.ros import params as P
-from mpvss_ros.ros.conversions import ImageError, check_image, image_to_rgb, stamp_to_seconds
+from mpvss_ros.ros.conversions import (ImageError, check_compressed, check_image, compressed_to_rgb, image_to_rgb,
+                                       stamp_to_seconds)
 from mpvss_ros.ros.diagnostics import FrameStats, diagnostic_array
 from mpvss_ros.ros.publishers import OUTPUT_QOS, OutputPublishers
 from mpvss_ros.ros.worker import Mailbox, Worker
@@ -138,7 +139,11 @@ class SegmenterNode(LifecycleNode):
             depth=1, reliability=ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(history=qos.history, depth=cfg["input_depth"],
                          reliability=qos.reliability, durability=qos.durability)
-        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        if cfg["input_transport"] == "compressed":  # image_transport's name: <resolved base>/compressed
+            self._subscription = self.create_subscription(
+                CompressedImage, self.resolve_topic_name("image") + "/compressed", self._on_image, qos)
+        else:
+            self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
         self._diag_timer = self.create_timer(cfg["diagnostics_period_s"], self._publish_diagnostics)
         self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
         if cfg["input_reliability"] == "best_effort" and \
@@ -232,22 +237,35 @@ class SegmenterNode(LifecycleNode):
                 self._segment_lock.release()
 
     # ----------------------------------------------------------------- frames
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         """Subscription callback: check the header fields and post the frame; never infers."""
         self._stats.on_received()
         try:
-            check_image(msg, self._live["max_image_pixels"])
+            if isinstance(msg, CompressedImage):
+                check_compressed(msg)
+            else:
+                check_image(msg, self._live["max_image_pixels"])
         except ImageError as exc:
-            self._stats.on_bad(str(exc))
-            if self._throttle.ready(exc.kind):
-                self.get_logger().error(f"bad image skipped: {exc}")
+            self._reject(exc)
             return
         if self._mailbox.put((msg, time.perf_counter())):
             self._stats.on_dropped()
 
+    def _reject(self, exc: ImageError) -> None:
+        self._stats.on_bad(str(exc))
+        if self._throttle.ready(exc.kind):
+            self.get_logger().error(f"bad image skipped: {exc}")
+
     def _process(self, item) -> None:
         msg, received_at = item
-        rgb = image_to_rgb(msg)
+        if isinstance(msg, CompressedImage):  # decoded here, off the callback thread
+            try:
+                rgb = compressed_to_rgb(msg, self._live["max_image_pixels"])
+            except ImageError as exc:
+                self._reject(exc)
+                return
+        else:
+            rgb = image_to_rgb(msg)
         with self._segment_lock:
             if self._segmenter is None:
                 return

@@ -16,6 +16,7 @@ from mpvss_ros.runtime.schedule import MODES, ScheduleSettings
 
 BACKENDS = ("onnxruntime", "torch")
 RELIABILITIES = ("best_effort", "reliable")
+TRANSPORTS = ("raw", "compressed")
 LABEL_FORMATS = ("trainid", "labelid")
 OUTPUT_RESOLUTIONS = ("input", "inference")
 _DEFAULT_SCHEDULE = ScheduleSettings()
@@ -80,6 +81,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "cpu", "torch backend device: cpu | cuda | cuda:N", _string),
     ParamSpec("threads", 0, "intra-op CPU threads for the backend; 0 = backend default",
               _int_range(0, 256)),
+    ParamSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image` | compressed: "
+              "sensor_msgs/CompressedImage (JPEG / PNG) on `image`/compressed, as image_transport "
+              "names it (the base name is resolved first, so `image:=/camera/image_raw` applies)",
+              _one_of(TRANSPORTS)),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the image subscription: "
               "best_effort (SensorDataQoS) | reliable", _one_of(RELIABILITIES)),
     ParamSpec("input_depth", 5, "QoS history depth of the image subscription (frames beyond the "
