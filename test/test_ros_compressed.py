@@ -49,9 +49,16 @@ def test_bad_compressed_images_raise_one_line_reasons(change, reason):
     assert str(err.value) == reason
 
 
-def test_oversized_compressed_image_is_refused():
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_oversized_compressed_image_is_refused_from_its_header(fmt, monkeypatch):
+    msg = _compressed(RGB, fmt)
+    assert C.compressed_size(bytes(msg.data)) == (80, 48)
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1))
     with pytest.raises(C.ImageError, match="image 80x48 has more than max_image_pixels=100 pixels"):
-        C.compressed_to_rgb(_compressed(RGB, "png"), max_pixels=100)
+        C.compressed_to_rgb(msg, max_pixels=100)
+    assert not decoded  # refused before decoding
+    assert C.compressed_size(b"GIF89a....") is None and C.compressed_size(b"\xff\xd8\x00") is None
 
 
 @pytest.mark.ros

@@ -89,15 +89,44 @@ def check_compressed(msg: CompressedImage) -> None:
         raise ImageError("compressed image with no data", "data")
 
 
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
+    None for other formats or a header that cannot be read."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a JPEG / PNG CompressedImage; ImageError with the reason if unusable.
 
-    The size is only known once decoded (OpenCV's own limit, 2^30 pixels, bounds the decode)."""
+    The size is read from the PNG / JPEG header first, so an image over `max_pixels` is refused
+    before its pixels are allocated (other formats: checked after decoding, which OpenCV bounds
+    at 2^30 pixels)."""
     import cv2
 
     check_compressed(msg)
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey and alpha images come back as 3-channel BGR
+    raw = bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes()
+    size = compressed_size(raw)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"image {size[0]}x{size[1]} has more than max_image_pixels={max_pixels} pixels", "size")
+    bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # grey and alpha images come back as 3-channel BGR
     if bgr is None:
         name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."  # sender-controlled
         raise ImageError(f"cannot decode compressed image (format {name!r})", "decode")
