@@ -1,10 +1,12 @@
-"""sensor_msgs/Image <-> numpy.
+"""sensor_msgs/Image and CompressedImage <-> numpy.
 
 Input: the header fields are checked first (cheap, in the subscription callback), so a bad
 frame is rejected with a one-line reason before it can displace a good one from the mailbox.
 The pixels are then viewed without a copy (``np.frombuffer``, honouring ``step`` padding);
-cv_bridge is used for the colour conversion when it is importable (ROS 2 installs from apt
-have it; the PyPI wheels do not), otherwise OpenCV/numpy do the same.
+cv_bridge is used for the 8-bit colour / grey conversions when it is importable (ROS 2 installs
+from apt have it; the PyPI wheels do not), otherwise, and for YUV 4:2:2 and Bayer always,
+`data/encodings.py` (OpenCV) does the same. Compressed frames (JPEG / PNG) are decoded by OpenCV
+in the worker, after a header check of their size.
 Output: ``msg.data`` is always assigned ``arr.tobytes()`` — assigning a numpy array goes
 element by element (about 500x slower for a 6 MB image).
 """
@@ -23,6 +25,7 @@ except Exception:  # ImportError, or a cv_bridge built against another numpy
 
 # encoding -> bytes per pixel: the encodings `data/encodings.py` decodes
 CHANNELS = BYTES_PER_PIXEL
+_BRIDGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
 class ImageError(ValueError):
@@ -75,7 +78,9 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an Image message; ImageError with the reason if unusable."""
     check_image(msg, max_pixels)
     enc = msg.encoding.lower()
-    if _BRIDGE is not None and enc not in ("uyvy", "yuyv"):  # names older cv_bridge releases lack
+    # YUV and Bayer always through our table: cv_bridge releases differ in which of those names
+    # they know (an unknown one would raise its own exception type in the worker)
+    if _BRIDGE is not None and enc in _BRIDGE_ENCODINGS:
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
 
