@@ -20,16 +20,13 @@ _TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
            "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2,
            "bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
            "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB}
-_BAYER = {"bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"}
 _YUV422 = {"yuv422", "uyvy", "yuv422_yuy2", "yuyv"}
 
 
 def size_problem(encoding: str, height: int, width: int) -> str | None:
-    """Why an image of this size cannot be decoded in `encoding` (pixel pairs share chroma in
-    4:2:2, a Bayer cell is 2x2), or None."""
+    """Why an image of this size cannot be decoded in `encoding` (in 4:2:2 pixel pairs share their
+    chroma; Bayer mosaics of odd sizes demosaic fine), or None."""
     enc = encoding.lower()
-    if enc in _BAYER and (width % 2 or height % 2):
-        return f"{enc} needs an even width and height, got {width}x{height}"
     if enc in _YUV422 and width % 2:
         return f"{enc} needs an even width, got {width}x{height}"
     return None

@@ -12,6 +12,8 @@ element by element (about 500x slower for a 6 MB image).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -85,60 +87,80 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
 
 
-def check_compressed(msg: CompressedImage) -> None:
-    """Raise ImageError if a CompressedImage cannot hold a colour image (checked before decoding)."""
-    fmt = msg.format.lower()
-    if "compresseddepth" in fmt:
-        raise ImageError("compressedDepth images carry depth, not colour", "format")
-    if len(msg.data) == 0:
-        raise ImageError("compressed image with no data", "data")
-
-
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD9)}  # stuffed byte, TEM, RSTn, SOI: no segment follows
+_JPEG_MARKER = re.compile(rb"\xff+([^\xff])", re.S)  # fill bytes, then the marker code
 
 
 def compressed_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
-    None for other formats or a header that cannot be read."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    None for other formats or a header that cannot be read. Between JPEG segments, stray bytes
+    and runs of fill bytes are skipped, as libjpeg does (it decodes such files)."""
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return None
     if data[:2] != b"\xff\xd8":
         return None
-    i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
+    pos = 2
+    while True:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
             return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
+        marker, pos = found.group(1)[0], found.end()
+        if marker in _JPEG_NO_LENGTH:
             continue
         if marker in _JPEG_SOF:
-            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
-        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-    return None
+            if len(data) < pos + 7:
+                return None
+            return int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 3:pos + 5], "big")
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            return None
+        pos += length
+
+
+def check_compressed(msg: CompressedImage, max_pixels: int = 1 << 30) -> tuple[int, int]:
+    """(width, height) of a JPEG / PNG CompressedImage from its header, or ImageError with the
+    reason. Cheap (no decoding), so the subscription callback refuses what the worker would only
+    find out by allocating it: other formats, unreadable headers, images over `max_pixels`."""
+    fmt = msg.format.lower()
+    name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."  # sender-controlled
+    if "compresseddepth" in fmt:
+        raise ImageError("compressedDepth images carry depth, not colour", "format")
+    if fmt.startswith("bayer_"):  # a compressed mosaic would decode as a grey image
+        raise ImageError(f"compressed Bayer mosaics are not supported (format {name!r})", "format")
+    if len(msg.data) == 0:
+        raise ImageError("compressed image with no data", "data")
+    size = compressed_size(_bytes(msg.data))
+    if size is None:
+        raise ImageError(f"not a JPEG or PNG, or its header cannot be read (format {name!r})", "decode")
+    if size[0] * size[1] > max_pixels:
+        raise ImageError(f"image {size[0]}x{size[1]} has more than max_image_pixels={max_pixels} pixels", "size")
+    return size
 
 
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a JPEG / PNG CompressedImage; ImageError with the reason if unusable.
-
-    The size is read from the PNG / JPEG header first, so an image over `max_pixels` is refused
-    before its pixels are allocated (other formats: checked after decoding, which OpenCV bounds
-    at 2^30 pixels)."""
+    """(H, W, 3) uint8 RGB from a JPEG / PNG CompressedImage; ImageError with the reason if unusable
+    (`check_compressed` first: nothing is decoded that its header does not allow)."""
     import cv2
 
-    check_compressed(msg)
-    raw = bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes()
-    size = compressed_size(raw)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(f"image {size[0]}x{size[1]} has more than max_image_pixels={max_pixels} pixels", "size")
-    bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # grey and alpha images come back as 3-channel BGR
+    check_compressed(msg, max_pixels)
+    # grey and alpha images come back as 3-channel BGR; EXIF orientation is left as sent, as
+    # compressed_image_transport does
+    bgr = cv2.imdecode(np.frombuffer(_bytes(msg.data), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
-        name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."  # sender-controlled
+        name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."
         raise ImageError(f"cannot decode compressed image (format {name!r})", "decode")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise ImageError(f"image {bgr.shape[1]}x{bgr.shape[0]} has more than max_image_pixels={max_pixels} "
-                         "pixels", "size")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _bytes(data) -> bytes:
+    return data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
 
 
 def array_to_image(arr: np.ndarray, encoding: str, header) -> Image:

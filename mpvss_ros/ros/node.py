@@ -242,7 +242,7 @@ class SegmenterNode(LifecycleNode):
         self._stats.on_received()
         try:
             if isinstance(msg, CompressedImage):
-                check_compressed(msg)
+                check_compressed(msg, self._live["max_image_pixels"])
             else:
                 check_image(msg, self._live["max_image_pixels"])
         except ImageError as exc:
