@@ -138,10 +138,13 @@ def test_shutdown_while_the_worker_is_busy(ros_domain, tmp_path, how, delay_s):
     with open(log, "wb") as f:
         proc = subprocess.Popen(node_args("-p", f"model:={tmp_path}", "-r", "image:=/busy_image",
                                           "-p", "input_reliability:=reliable", "-p", "diagnostics_period_s:=0.2",
-                                          # its own topics: the module's node is still running
+                                          # its own name and topics: the module's node is still running
+                                          # (with the same name, a lifecycle service call could
+                                          # be answered by either node)
+                                          "-r", "__node:=mpvss_busy",
                                           "-r", "/diagnostics:=/busy_diagnostics", delay_s=delay_s, autostart=True),
                                 stdout=f, stderr=subprocess.STDOUT)
-    client = RosClient()
+    client = RosClient("/mpvss_busy")
     try:
         wait_for(lambda: client.get_state() == "active", 60, "node active")
         client.subscribe("/busy_diagnostics", DiagnosticArray)
