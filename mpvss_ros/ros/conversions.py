@@ -25,8 +25,6 @@ try:  # optional: not on PyPI
 except Exception:  # ImportError, or a cv_bridge built against another numpy
     _BRIDGE = None
 
-# encoding -> bytes per pixel: the encodings `data/encodings.py` decodes
-CHANNELS = BYTES_PER_PIXEL
 _BRIDGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
@@ -42,9 +40,9 @@ class ImageError(ValueError):
 def check_image(msg: Image, max_pixels: int) -> None:
     """Raise ImageError if the header fields of ``msg`` do not describe usable pixels."""
     enc = msg.encoding.lower()
-    if enc not in CHANNELS:
+    if enc not in BYTES_PER_PIXEL:
         name = msg.encoding if len(msg.encoding) <= 32 else msg.encoding[:32] + "..."  # sender-controlled
-        raise ImageError(f"unsupported encoding {name!r} (supported: {', '.join(CHANNELS)})",
+        raise ImageError(f"unsupported encoding {name!r} (supported: {', '.join(BYTES_PER_PIXEL)})",
                          f"encoding {name}")
     if msg.height == 0 or msg.width == 0:
         raise ImageError(f"empty image {msg.width}x{msg.height}", "empty")
@@ -56,7 +54,7 @@ def check_image(msg: Image, max_pixels: int) -> None:
     problem = size_problem(enc, msg.height, msg.width)
     if problem:
         raise ImageError(problem, "odd size")
-    row = msg.width * CHANNELS[enc]
+    row = msg.width * BYTES_PER_PIXEL[enc]
     if msg.step < row:
         raise ImageError(f"step {msg.step} is smaller than width*channels = {row} for {enc}", "step")
     need = msg.step * (msg.height - 1) + row
@@ -71,7 +69,7 @@ def image_view(msg: Image) -> np.ndarray:
     Strided over the buffer rather than reshaped, so a last row without its padding needs no
     copy and a huge ``step`` with a short buffer (one row) allocates nothing.
     """
-    c = CHANNELS[msg.encoding.lower()]
+    c = BYTES_PER_PIXEL[msg.encoding.lower()]
     flat = np.frombuffer(msg.data, np.uint8)
     return np.ndarray((msg.height, msg.width, c), np.uint8, buffer=flat, strides=(msg.step, c, 1))
 
@@ -94,10 +92,11 @@ _JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD9)}  # stuffed byte, TEM, RSTn, S
 _JPEG_MARKER = re.compile(rb"\xff+([^\xff])", re.S)  # fill bytes, then the marker code
 
 
-def compressed_size(data: bytes) -> tuple[int, int] | None:
+def compressed_size(data) -> tuple[int, int] | None:
     """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
     None for other formats or a header that cannot be read. Between JPEG segments, stray bytes
-    and runs of fill bytes are skipped, as libjpeg does (it decodes such files)."""
+    and runs of fill bytes are skipped, as libjpeg does (it decodes such files). `data`: any
+    bytes-like object (a memoryview of the message buffer: nothing is copied)."""
     if data[:8] == _PNG_SIGNATURE:
         if len(data) >= 24 and data[12:16] == b"IHDR":
             return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -136,7 +135,7 @@ def check_compressed(msg: CompressedImage, max_pixels: int = 1 << 30) -> tuple[i
         raise ImageError(f"compressed Bayer mosaics are not supported (format {name!r})", "format")
     if len(msg.data) == 0:
         raise ImageError("compressed image with no data", "data")
-    size = compressed_size(_bytes(msg.data))
+    size = compressed_size(memoryview(msg.data))
     if size is None:
         raise ImageError(f"not a JPEG or PNG, or its header cannot be read (format {name!r})", "decode")
     if size[0] * size[1] > max_pixels:
@@ -144,23 +143,24 @@ def check_compressed(msg: CompressedImage, max_pixels: int = 1 << 30) -> tuple[i
     return size
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a JPEG / PNG CompressedImage; ImageError with the reason if unusable
-    (`check_compressed` first: nothing is decoded that its header does not allow)."""
+def decode_compressed(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a CompressedImage that `check_compressed` has passed (the node
+    checks in its callback and decodes in its worker); ImageError if OpenCV cannot decode it."""
     import cv2
 
-    check_compressed(msg, max_pixels)
     # grey and alpha images come back as 3-channel BGR; EXIF orientation is left as sent, as
     # compressed_image_transport does
-    bgr = cv2.imdecode(np.frombuffer(_bytes(msg.data), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."
         raise ImageError(f"cannot decode compressed image (format {name!r})", "decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _bytes(data) -> bytes:
-    return data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:
+    """`check_compressed`, then `decode_compressed`: nothing is decoded that its header does not allow."""
+    check_compressed(msg, max_pixels)
+    return decode_compressed(msg)
 
 
 def array_to_image(arr: np.ndarray, encoding: str, header) -> Image:

@@ -29,7 +29,7 @@ from std_srvs.srv import Trigger
 
 from mpvss_ros.data.labels import PALETTE
 from mpvss_ros.ros import params as P
-from mpvss_ros.ros.conversions import (ImageError, check_compressed, check_image, compressed_to_rgb, image_to_rgb,
+from mpvss_ros.ros.conversions import (ImageError, check_compressed, check_image, decode_compressed, image_to_rgb,
                                        stamp_to_seconds)
 from mpvss_ros.ros.diagnostics import FrameStats, diagnostic_array
 from mpvss_ros.ros.publishers import OUTPUT_QOS, OutputPublishers
@@ -258,9 +258,9 @@ class SegmenterNode(LifecycleNode):
 
     def _process(self, item) -> None:
         msg, received_at = item
-        if isinstance(msg, CompressedImage):  # decoded here, off the callback thread
+        if isinstance(msg, CompressedImage):  # checked in the callback; decoded here, off its thread
             try:
-                rgb = compressed_to_rgb(msg, self._live["max_image_pixels"])
+                rgb = decode_compressed(msg)
             except ImageError as exc:
                 self._reject(exc)
                 return

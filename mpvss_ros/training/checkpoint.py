@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpvss_ros.model.mpvss import CONFIG_NAME, WEIGHTS_NAME
+
 STATE_DIR = "train_state"
 _OLD = "train_state.old"
 _TMP = "train_state.tmp"
@@ -82,7 +84,10 @@ def save_state(out_dir: str | Path, model, optimizer: torch.optim.Optimizer, ste
         shutil.rmtree(old)
     model.save(out)  # config.json + model.safetensors at the top: what export and `--segmentor` read
     if keep:  # val mIoU moves between neighbouring checkpoints: keep them to choose among later
-        model.save(kept_checkpoint_dir(out, step))
+        kept = kept_checkpoint_dir(out, step)
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):  # the files just written, not a third serialisation
+            shutil.copyfile(out / name, kept / name)
     return final
 
 
