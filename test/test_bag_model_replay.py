@@ -1,6 +1,8 @@
 """End to end with a real (randomly initialised, exported) model: generated sequences -> bag ->
 `mpvss bag evaluate` starting the node itself over DDS, against offline `mpvss evaluate` of the
-same model, data and interval."""
+same model, data and interval. The bag holds PNG CompressedImages (lossless): the command starts
+the node with input_transport:=compressed, and its predictions still equal offline ones pixel by
+pixel (the raw-Image path is the demo's, test_demo.py)."""
 from __future__ import annotations
 
 import json
@@ -61,7 +63,7 @@ def replayed(tmp_path_factory, ros_domain):
     generate(root / "data", "val", SEQUENCES, FRAMES, SIZE, seed=5, progress=False)
     _cli("evaluate", "--data", root / "data", "--split", "val", "--model", model, "--methods", "query-flow",
          "--intervals", INTERVAL, "--out", root / "offline.json", "--save-predictions", root / "offline_pred")
-    _cli("bag", "convert", root / "data", "--split", "val", "--out", root / "bag", "--quiet")
+    _cli("bag", "convert", root / "data", "--split", "val", "--out", root / "bag", "--image-format", "png", "--quiet")
     out = root / "replay" / "report.json"
     run = _cli("bag", "evaluate", root / "bag", "--out", out, "--model", model,
                "--set", f"schedule.interval:={INTERVAL}", "--save-predictions", root / "replay_pred", "--quiet")
@@ -118,6 +120,8 @@ def test_report_files_are_written_with_sane_values(replayed):
     assert r["replay"]["pacing"] == "as-fast-as-possible" and r["replay"]["fps"] > 0
     assert r["replay"]["schedule"]["interval"] == INTERVAL
     assert r["replay"]["input_reliability"] == "reliable"  # the started node's default for bags
+    assert r["replay"]["input_transport"] == "compressed"  # chosen from the bag's message type
+    assert r["data"]["image_topic"] == "/camera/image_raw/compressed"
     md = out.with_suffix(".md").read_text()
     assert f"| query-flow | {INTERVAL} | {100 * rep['miou']:.1f} |" in md
     for suffix in ("per_class_iou", "latency", "miou_over_time", "overlay_strip"):

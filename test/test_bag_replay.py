@@ -115,6 +115,25 @@ def test_attached_replay_scores_every_frame_with_aligned_key_frames(scripted_nod
     assert strip.shape[1] == 3 * W + 8  # input | labels | ground truth at full size
 
 
+def test_compressed_bag_replays_into_a_compressed_transport_node(scripted_node, tmp_path):
+    """A PNG CompressedImage bag goes out on /camera/image_raw/compressed; a node with
+    input_transport:=compressed scores exactly as the raw bag does (PNG is lossless)."""
+    interval = 2
+    node = scripted_node(interval, "-p", "input_transport:=compressed")
+    bag.write_bag(_frames(True), tmp_path / "bag", rate_hz=10.0, progress=False, image_format="png")
+    out = tmp_path / "report.json"
+    run = _evaluate(tmp_path / "bag", out)
+    assert run.returncode == 0, run.stderr + node.log_text()
+    report = json.loads(out.read_text())
+    assert report["frames"] == report["answered"] == 10 and report["timeouts"] == 0
+    assert report["data"]["image_topic"] == "/camera/image_raw/compressed"
+    assert report["data"]["image_type"] == "sensor_msgs/msg/CompressedImage"
+    assert report["replay"]["input_transport"] == "compressed"
+    assert report["key_fraction"] == pytest.approx(0.6)
+    (result,) = report["results"]
+    assert result["miou"] == pytest.approx(_expected_miou(interval), abs=1e-6)
+
+
 def test_camera_bag_without_ground_truth_reports_speed_and_stability(scripted_node, tmp_path):
     node = scripted_node(5, "-r", "__ns:=/robot1")  # outputs under /robot1/mpvss_segmenter/
     frames = _frames(False)
@@ -140,7 +159,14 @@ def test_evaluate_rejects_bad_input(tmp_path, capsys):
     from mpvss_ros.cli import main
 
     bag.write_bag(_frames(False)[:2], tmp_path / "bag", progress=False)
+    bag.write_bag(_frames(False)[:2], tmp_path / "png", progress=False, image_format="png")
     cases = [
+        ([str(tmp_path / "bag"), "--out", str(tmp_path / "r.json"), "--set", "input_transport:=compressed"],
+         "holds sensor_msgs/Image messages"),
+        ([str(tmp_path / "png"), "--out", str(tmp_path / "r.json"), "--set", "input_transport:=raw"],
+         "holds sensor_msgs/CompressedImage messages"),
+        ([str(tmp_path / "bag"), "--out", str(tmp_path / "r.json"), "--image-topic", "/camera/camera_info"],
+         "not sensor_msgs/msg/Image"),
         ([str(tmp_path / "nope"), "--out", str(tmp_path / "r.json")], "bag not found"),
         ([str(tmp_path / "bag"), "--out", str(tmp_path / "r.json"), "--rate", "-1"], "--rate"),
         ([str(tmp_path / "bag"), "--out", str(tmp_path / "r.json"), "--attach", "--model", str(tmp_path)],

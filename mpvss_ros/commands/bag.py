@@ -13,13 +13,17 @@ def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="bag_command", metavar="{convert,evaluate}")
     sub.required = True
     c = sub.add_parser("convert", help="Cityscapes-style sequences -> rosbag2 (MCAP)",
-                       description="Write /camera/image_raw (rgb8), /camera/camera_info, "
+                       description="Write /camera/image_raw (rgb8; or JPEG / PNG CompressedImages on "
+                       "/camera/image_raw/compressed with --image-format), /camera/camera_info, "
                        "/ground_truth/labels (mono8 labelIds, frames with ground truth only) and "
                        "/camera/sequence (frame names), stamped from the frame rate.")
     c.add_argument("dir", metavar="DIR", help="Cityscapes-style root (leftImg8bit_sequence/, gtFine/)")
     c.add_argument("--split", required=True, help="split to convert (e.g. val)")
     c.add_argument("--out", required=True, metavar="BAG", help="new bag directory")
     c.add_argument("--rate", type=float, default=17.0, metavar="HZ", help="frame rate (default 17, Cityscapes)")
+    c.add_argument("--image-format", choices=("raw", "png", "jpeg"), default="raw",
+                   help="raw: sensor_msgs/Image rgb8 (default); png / jpeg: sensor_msgs/CompressedImage "
+                   "on /camera/image_raw/compressed, as compressed_image_transport records it (JPEG quality 95)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(_run=run_convert)
 
@@ -41,9 +45,11 @@ def add_arguments(parser) -> None:
     e.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter for the node it starts, e.g. schedule.interval:=2 (repeatable); "
                    "the started node takes input_reliability:=reliable unless set here")
-    e.add_argument("--image-topic", default="/camera/image_raw", metavar="TOPIC",
-                   help="sensor_msgs/Image topic in the bag (default /camera/image_raw); it is always "
-                   "published as /camera/image_raw, with its camera_info beside it")
+    e.add_argument("--image-topic", metavar="TOPIC",
+                   help="sensor_msgs/Image or CompressedImage topic in the bag (default /camera/image_raw, "
+                   "or /camera/image_raw/compressed when the bag has only that); it is always published "
+                   "as /camera/image_raw (compressed: /camera/image_raw/compressed, and a node this command "
+                   "starts takes input_transport:=compressed), with its camera_info beside it")
     e.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="flow control: wait at most this long for a frame's outputs (default 10)")
     e.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
@@ -68,10 +74,14 @@ def run_convert(args) -> int:
         raise CommandError(f"not a directory: {root}")
     if Path(args.out).exists():
         raise CommandError(f"{args.out} exists already; choose a new bag path")
-    summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate, progress=not args.quiet)
+    summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate, progress=not args.quiet,
+                                image_format=args.image_format)
     h, w = summary.size
+    images = "rgb8 Images on /camera/image_raw" if args.image_format == "raw" else \
+        f"{args.image_format} CompressedImages on /camera/image_raw/compressed"
     print(f"wrote {summary.path}: {summary.frames} frames ({summary.ground_truth_frames} with ground truth) "
-          f"in {len(summary.sequences)} sequences, {h}x{w}, {args.rate:g} Hz, {summary.duration_s:.1f} s")
+          f"in {len(summary.sequences)} sequences, {h}x{w}, {args.rate:g} Hz, {summary.duration_s:.1f} s; "
+          f"{images}")
     return 0
 
 
@@ -113,16 +123,25 @@ def run_evaluate(args) -> int:
     if args.params and not Path(args.params).is_file():
         raise CommandError(f"parameter file not found: {args.params}")
     overrides = _overrides(args)
-    info = bag_info(bag, args.image_topic)
+    try:
+        info = bag_info(bag, args.image_topic)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     if info.frames == 0:
-        raise CommandError(f"{bag} has no {args.image_topic} messages")
+        raise CommandError(f"{bag} has no {info.image_topic} messages")
+    needed = "compressed" if info.compressed else "raw"
+    transport = overrides.get("input_transport", needed).strip()
+    if transport != needed:
+        kind = "CompressedImage" if info.compressed else "Image"
+        raise CommandError(f"{info.image_topic} holds sensor_msgs/{kind} messages; "
+                           f"the node cannot take them with input_transport:={transport}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report, figures = evaluate_bag(
         bag, out, info=info, params=args.params, overrides=overrides, attach=args.attach,
         namespace=args.node_namespace, rate_hz=args.rate, timeout_s=args.timeout,
         startup_timeout_s=args.startup_timeout, save_predictions=args.save_predictions,
-        image_topic=args.image_topic,
+        image_topic=info.image_topic,
         progress=not args.quiet)
     _print_summary(report, out, figures)
     return 0
@@ -130,7 +149,7 @@ def run_evaluate(args) -> int:
 
 def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None, attach=False,
                  namespace="", rate_hz=None, timeout_s=10.0, startup_timeout_s=180.0,
-                 save_predictions=None, image_topic="/camera/image_raw", progress=True) -> tuple[dict, dict[str, Path]]:
+                 save_predictions=None, image_topic=None, progress=True) -> tuple[dict, dict[str, Path]]:
     """Replay ``bag`` through the node and write report.json (+ .md, plots, strip); returns
     (report, {caption: png path}). Also used by `mpvss demo`."""
     from mpvss_ros.data.bag import bag_info, read_records
@@ -145,12 +164,15 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         # large images are lost under some DDS setups); --set input_reliability:=best_effort
         # measures the camera-like QoS instead.
         overrides = {"input_reliability": "reliable", **(overrides or {})}
+        if info.compressed:
+            overrides.setdefault("input_transport", "compressed")
         node = NodeProcess(params=params, namespace=namespace, overrides=overrides,
                            log_path=out.with_name(out.stem + "_node.log")).start()
         if progress:
             print(f"started node (pid {node.pid}), log {node.log_path}", file=sys.stderr)
     options = ReplayOptions(rate_hz=rate_hz, timeout_s=timeout_s, namespace=namespace,
-                            startup_timeout_s=startup_timeout_s, is_alive=node.alive if node else None)
+                            startup_timeout_s=startup_timeout_s, is_alive=node.alive if node else None,
+                            compressed=info.compressed)
     scorer = ReplayScorer(total_frames=info.frames, ground_truth_frames=info.ground_truth_frames,
                           save_predictions=str(save_predictions) if save_predictions else None)
     replayer = None
@@ -158,12 +180,12 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         replayer = BagReplayer(options)
         bar = _bar(info.frames, progress)
         try:
-            summary = replayer.replay(read_records(bag, image_topic), scorer.add, progress=bar.update)
+            summary = replayer.replay(read_records(bag, info.image_topic), scorer.add, progress=bar.update)
         finally:
             bar.close()
         params_now = replayer.node_parameters(
             ["schedule.mode", "schedule.interval", "schedule.period_s", "model", "backend",
-             "output_resolution", "label_format", "input_reliability"])
+             "output_resolution", "label_format", "input_reliability", "input_transport"])
     except (TimeoutError, RuntimeError) as exc:
         detail = node.last_log_line() if node is not None and not node.alive() else ""
         raise CommandError(f"{exc}" + (f"; node said: {detail}" if detail else "")) from None
@@ -184,13 +206,14 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         "schedule": {k.split(".", 1)[1]: v for k, v in params_now.items() if k.startswith("schedule.")},
         "backend": params_now.get("backend"),
         "input_reliability": params_now.get("input_reliability"),
+        "input_transport": params_now.get("input_transport"),
         "node_overrides": dict(overrides or {}) if not attach else None,
     }
     from mpvss_ros.evaluation.evaluate import schedule_gflops
 
     gflops = schedule_gflops("query-flow" if method != "per-frame" else method, model.pop("gflops", None),
                              scorer.key_frames, scorer.answered)
-    data = {"bag": str(bag), "image_topic": image_topic, "frames": info.frames,
+    data = {"bag": str(bag), "image_topic": info.image_topic, "image_type": info.image_type, "frames": info.frames,
             "annotated_frames": info.ground_truth_frames, "sequences": scorer.sequences}
     report = scorer.report(method=method, interval=interval, model=model, data=data, replay=replay,
                            gflops_per_frame=gflops)

@@ -1,7 +1,9 @@
 """Cityscapes-style sequences <-> rosbag2 (MCAP storage), through rosbags only (no rclpy).
 
 Layout of a bag written here (every message of one frame shares one log time = header stamp):
-- ``/camera/image_raw``      sensor_msgs/msg/Image, ``rgb8``, frame_id ``camera``
+- ``/camera/image_raw``      sensor_msgs/msg/Image, ``rgb8``, frame_id ``camera``; or, with
+  ``image_format`` png / jpeg, ``/camera/image_raw/compressed`` sensor_msgs/msg/CompressedImage
+  (the topic and format field compressed_image_transport uses)
 - ``/camera/camera_info``    sensor_msgs/msg/CameraInfo (nominal pinhole: the generated and
   Cityscapes sequence images carry no calibration we could use)
 - ``/ground_truth/labels``   sensor_msgs/msg/Image, ``mono8`` Cityscapes labelIds; only for
@@ -25,36 +27,28 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from mpvss_ros.data.encodings import BYTES_PER_PIXEL, size_problem, to_rgb
+from mpvss_ros.data.bag_messages import (  # noqa: F401 (the message helpers are part of this module's API)
+    CAMERA_INFO_TYPE, COMPRESSED_TYPE, FRAME_ID, IMAGE_FORMATS, IMAGE_TYPE, IMAGE_TYPES, STRING_TYPE,
+    camera_info_message, cdr_header_stamp_ns, compressed_message, decode_compressed, decode_image,
+    decode_mono8, header, image_message, typestore)
 
 IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's name for the compressed twin of an image topic
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GROUND_TRUTH_TOPIC = "/ground_truth/labels"
 SEQUENCE_TOPIC = "/camera/sequence"
-FRAME_ID = "camera"
 ROSBAG2_VERSION = 9
 DEFAULT_RATE_HZ = 17.0  # the Cityscapes sequence frame rate
 SEQUENCE_GAP_S = 1.0
 # Fixed start time: the same sequences always give the same bag (message time is sim time).
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-STRING_TYPE = "std_msgs/msg/String"
-
-
-def typestore():
-    """The ROS 2 Kilted type store (message definitions and hashes match the Kilted wheels)."""
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
 
 
 @dataclass
@@ -87,46 +81,22 @@ class BagSummary:
     duration_s: float = 0.0
 
 
-def _stamp(ts, ns: int):
-    Time = ts.types["builtin_interfaces/msg/Time"]
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def _header(ts, ns: int):
-    return ts.types["std_msgs/msg/Header"](stamp=_stamp(ts, ns), frame_id=FRAME_ID)
-
-
-def image_message(ts, ns: int, array: np.ndarray, encoding: str):
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    return ts.types[IMAGE_TYPE](
-        header=_header(ts, ns), height=array.shape[0], width=array.shape[1], encoding=encoding,
-        is_bigendian=0, step=array.shape[1] * channels, data=array.reshape(-1))
-
-
-def camera_info_message(ts, ns: int, height: int, width: int):
-    # Nominal intrinsics (horizontal field of view about 48 degrees, like Cityscapes' camera).
-    f = 1.1 * width
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
-        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return ts.types[CAMERA_INFO_TYPE](
-        header=_header(ts, ns), height=height, width=width, distortion_model="plumb_bob",
-        d=np.zeros(5, np.float64),
-        k=np.array([f, 0, cx, 0, f, cy, 0, 0, 1], np.float64),
-        r=np.eye(3, dtype=np.float64).reshape(-1),
-        p=np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], np.float64),
-        binning_x=0, binning_y=0, roi=roi)
-
-
 def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFAULT_RATE_HZ,
               start_ns: int = DEFAULT_START_NS, total: int | None = None,
-              progress: bool = True) -> BagSummary:
-    """Write frames (grouped by sequence, in order) to a new rosbag2 MCAP bag directory."""
+              progress: bool = True, image_format: str = "raw") -> BagSummary:
+    """Write frames (grouped by sequence, in order) to a new rosbag2 MCAP bag directory.
+
+    image_format "raw": rgb8 Images on IMAGE_TOPIC; "png" / "jpeg": CompressedImages on
+    IMAGE_TOPIC + "/compressed" (ground truth stays a lossless mono8 Image)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if not rate_hz > 0:
         raise ValueError(f"rate must be positive, got {rate_hz}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
+    compressed = image_format != "raw"
+    image_topic, image_type = (IMAGE_TOPIC + COMPRESSED_SUFFIX, COMPRESSED_TYPE) if compressed else \
+        (IMAGE_TOPIC, IMAGE_TYPE)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists already; choose a new bag path")
@@ -141,7 +111,7 @@ def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFA
         conns = {
             topic: writer.add_connection(topic, msgtype, typestore=ts)
             for topic, msgtype in ((SEQUENCE_TOPIC, STRING_TYPE), (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE),
-                                   (GROUND_TRUTH_TOPIC, IMAGE_TYPE), (IMAGE_TOPIC, IMAGE_TYPE))
+                                   (GROUND_TRUTH_TOPIC, IMAGE_TYPE), (image_topic, image_type))
         }
         ns = start_ns
         previous = None
@@ -170,8 +140,9 @@ def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFA
                 writer.write(conns[GROUND_TRUTH_TOPIC], ns,
                              ts.serialize_cdr(image_message(ts, ns, labels, "mono8"), IMAGE_TYPE))
                 summary.ground_truth_frames += 1
-            writer.write(conns[IMAGE_TOPIC], ns,
-                         ts.serialize_cdr(image_message(ts, ns, image, "rgb8"), IMAGE_TYPE))
+            message = compressed_message(ts, ns, image, image_format) if compressed else \
+                image_message(ts, ns, image, "rgb8")
+            writer.write(conns[image_topic], ns, ts.serialize_cdr(message, image_type))
             summary.frames += 1
             bar.update(1)
         if summary.frames == 0:
@@ -190,7 +161,7 @@ def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFA
 
 
 def convert_sequences(root: str | Path, split: str, out: str | Path, rate_hz: float = DEFAULT_RATE_HZ,
-                      progress: bool = True) -> BagSummary:
+                      progress: bool = True, image_format: str = "raw") -> BagSummary:
     """`mpvss bag convert`: a Cityscapes-style folder's split -> rosbag2 MCAP bag."""
     from mpvss_ros.data.cityscapes import CityscapesSequences, read_image, read_label_ids
 
@@ -201,7 +172,8 @@ def convert_sequences(root: str | Path, split: str, out: str | Path, rate_hz: fl
             labels = read_label_ids(frame.label_path) if frame.label_path is not None else None
             yield BagFrame(name=frame.stem, image=read_image(frame.image_path), label_ids=labels)
 
-    return write_bag(bag_frames(), out, rate_hz=rate_hz, total=len(frames), progress=progress)
+    return write_bag(bag_frames(), out, rate_hz=rate_hz, total=len(frames), progress=progress,
+                     image_format=image_format)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -219,43 +191,17 @@ class BagRecord:
     sequence: str = ""       # name of the sequence's first frame ("" for a camera bag)
     new_sequence: bool = False
     _ts: object = None
+    msgtype: str = IMAGE_TYPE  # or COMPRESSED_TYPE
+
+    @property
+    def compressed(self) -> bool:
+        return self.msgtype == COMPRESSED_TYPE
 
     def image(self) -> np.ndarray:
         """Decode the image to (H, W, 3) uint8 RGB (the encodings of `data/encodings.py`, and
-        8UC1 / 8UC3 as grey / RGB)."""
-        return decode_image(self._ts.deserialize_cdr(self.image_cdr, IMAGE_TYPE))
-
-
-def decode_image(msg) -> np.ndarray:
-    enc = {"8uc1": "mono8", "8uc3": "rgb8"}.get(msg.encoding.lower(), msg.encoding.lower())
-    channels = BYTES_PER_PIXEL.get(enc)
-    if channels is None:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}")
-    problem = size_problem(enc, msg.height, msg.width)
-    if problem:
-        raise ValueError(problem)
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    rows = data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width * channels]
-    return np.ascontiguousarray(to_rgb(rows.reshape(msg.height, msg.width, channels), enc))
-
-
-def decode_mono8(msg) -> np.ndarray:
-    if msg.encoding.lower() not in ("mono8", "8uc1"):
-        raise ValueError(f"label image must be mono8, got {msg.encoding!r}")
-    data = np.asarray(msg.data, dtype=np.uint8)
-    return data[: msg.height * msg.step].reshape(msg.height, msg.step)[:, : msg.width].copy()
-
-
-def cdr_header_stamp_ns(raw: bytes) -> int:
-    """Header stamp of a serialised message that starts with std_msgs/Header, read in place.
-
-    CDR: 4 bytes of encapsulation (byte 1: 0 big-, 1 little-endian), then the header's
-    builtin_interfaces/Time (int32 sec, uint32 nanosec) — no need to decode a whole image.
-    """
-    if len(raw) < 12 or raw[1] not in (0, 1):
-        raise ValueError("not a CDR-encoded message")
-    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
-    return sec * 1_000_000_000 + nanosec
+        8UC1 / 8UC3 as grey / RGB; JPEG / PNG for a CompressedImage)."""
+        msg = self._ts.deserialize_cdr(self.image_cdr, self.msgtype)
+        return decode_compressed(msg) if self.compressed else decode_image(msg)
 
 
 @dataclass
@@ -265,29 +211,38 @@ class BagInfo:
     ground_truth_frames: int
     topics: dict[str, str]
     duration_s: float
+    image_topic: str = IMAGE_TOPIC
+    image_type: str = IMAGE_TYPE
+
+    @property
+    def compressed(self) -> bool:
+        return self.image_type == COMPRESSED_TYPE
 
     @property
     def has_ground_truth(self) -> bool:
         return self.ground_truth_frames > 0
 
 
-def bag_info(path: str | Path, image_topic: str = IMAGE_TOPIC) -> BagInfo:
+def bag_info(path: str | Path, image_topic: str | None = None) -> BagInfo:
+    """Counts and topics of a bag. image_topic None: /camera/image_raw, or its /compressed twin
+    when the bag has only that."""
     from rosbags.rosbag2 import Reader
 
     path = _existing_bag(path)
     with Reader(path) as reader:
-        _check_image_topic(path, reader.connections, image_topic)
+        image_topic, image_type = _check_image_topic(path, reader.connections, image_topic)
         counts = {c.topic: 0 for c in reader.connections}
         for c in reader.connections:
             counts[c.topic] += c.msgcount
         topics = {c.topic: c.msgtype for c in reader.connections}
         return BagInfo(path=path, frames=counts.get(image_topic, 0),
                        ground_truth_frames=counts.get(GROUND_TRUTH_TOPIC, 0), topics=topics,
-                       duration_s=reader.duration / 1e9)
+                       duration_s=reader.duration / 1e9, image_topic=image_topic, image_type=image_type)
 
 
-def read_records(path: str | Path, image_topic: str = IMAGE_TOPIC) -> Iterator[BagRecord]:
-    """Yield the bag's camera frames in log-time order.
+def read_records(path: str | Path, image_topic: str | None = None) -> Iterator[BagRecord]:
+    """Yield the bag's camera frames (Image or CompressedImage) in log-time order; image_topic
+    as for `bag_info`.
 
     Ground truth, sequence name and camera info are attached to the image they share a log time
     with (how `write_bag` writes them); in a bag from a real camera they are simply absent.
@@ -296,9 +251,9 @@ def read_records(path: str | Path, image_topic: str = IMAGE_TOPIC) -> Iterator[B
 
     path = _existing_bag(path)
     ts = typestore()
-    info_topic = camera_info_topic(image_topic)
     with Reader(path) as reader:
-        _check_image_topic(path, reader.connections, image_topic)
+        image_topic, image_type = _check_image_topic(path, reader.connections, image_topic)
+        info_topic = camera_info_topic(image_topic)
         wanted = [c for c in reader.connections if c.topic in (image_topic, GROUND_TRUTH_TOPIC, SEQUENCE_TOPIC)
                   or (c.topic == info_topic and c.msgtype == CAMERA_INFO_TYPE)]
         group: list[tuple[str, int, bytes]] = []
@@ -306,13 +261,13 @@ def read_records(path: str | Path, image_topic: str = IMAGE_TOPIC) -> Iterator[B
         previous: BagRecord | None = None
         for conn, log_ns, raw in reader.messages(connections=wanted):
             if group and log_ns != group[0][1]:
-                for record in _group_records(ts, group, image_topic, info_topic, camera_info):
+                for record in _group_records(ts, group, image_topic, image_type, info_topic, camera_info):
                     _link(previous, record)
                     previous = record
                     yield record
                 group = []
             group.append((conn.topic, log_ns, bytes(raw)))
-        for record in _group_records(ts, group, image_topic, info_topic, camera_info):
+        for record in _group_records(ts, group, image_topic, image_type, info_topic, camera_info):
             _link(previous, record)
             previous = record
             yield record
@@ -331,19 +286,28 @@ def _link(previous: BagRecord | None, record: BagRecord) -> None:
 
 
 def camera_info_topic(image_topic: str) -> str:
-    """The camera_info beside an image topic: /cam/color/image_raw -> /cam/color/camera_info."""
+    """The camera_info beside an image topic: /cam/color/image_raw -> /cam/color/camera_info,
+    and the same for its compressed twin /cam/color/image_raw/compressed."""
+    if image_topic.endswith(COMPRESSED_SUFFIX):
+        image_topic = image_topic[: -len(COMPRESSED_SUFFIX)]
     return image_topic.rsplit("/", 1)[0] + "/camera_info"
 
 
-def _check_image_topic(path, connections, image_topic: str) -> None:
+def _check_image_topic(path, connections, image_topic: str | None) -> tuple[str, str]:
+    """(topic, message type) of the bag's camera images; ValueError naming what the bag has."""
     types = {c.topic: c.msgtype for c in connections}
+    if image_topic is None:
+        twin = IMAGE_TOPIC + COMPRESSED_SUFFIX
+        image_topic = twin if IMAGE_TOPIC not in types and types.get(twin) == COMPRESSED_TYPE else IMAGE_TOPIC
     if image_topic not in types:
         raise ValueError(f"{path} has no {image_topic} topic (topics: {', '.join(sorted(types))})")
-    if types[image_topic] != IMAGE_TYPE:
-        raise ValueError(f"{image_topic} in {path} is {types[image_topic]}, not {IMAGE_TYPE}")
+    if types[image_topic] not in IMAGE_TYPES:
+        raise ValueError(f"{image_topic} in {path} is {types[image_topic]}, not {IMAGE_TYPE} or {COMPRESSED_TYPE}")
+    return image_topic, types[image_topic]
 
 
-def _group_records(ts, group, image_topic: str, info_topic: str, camera_info: list) -> Iterator[BagRecord]:
+def _group_records(ts, group, image_topic: str, image_type: str, info_topic: str,
+                   camera_info: list) -> Iterator[BagRecord]:
     """Records for the images among messages that share one log time (any order within it)."""
     side: dict[str, object] = {}
     for topic, _, raw in group:
@@ -357,7 +321,7 @@ def _group_records(ts, group, image_topic: str, info_topic: str, camera_info: li
         if topic == image_topic:
             yield BagRecord(stamp_ns=cdr_header_stamp_ns(raw), log_ns=log_ns, image_cdr=raw,
                             camera_info_cdr=side.get("info", camera_info[0]), name=side.get("name"),
-                            label_ids=side.get("labels"), _ts=ts)
+                            label_ids=side.get("labels"), _ts=ts, msgtype=image_type)
 
 
 def _existing_bag(path: str | Path) -> Path:

@@ -8,6 +8,8 @@ ROS "rggb" is OpenCV "BG" (the same table as cv_bridge's).
 """
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 
@@ -40,3 +42,49 @@ def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     if BYTES_PER_PIXEL[enc] == 1:
         pixels = pixels[..., 0]  # OpenCV wants a 2-D grey / mosaic image
     return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_RGB[enc])
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD9)}  # stuffed byte, TEM, RSTn, SOI: no segment follows
+_JPEG_MARKER = re.compile(rb"\xff+([^\xff])", re.S)  # fill bytes, then the marker code
+
+
+def compressed_size(data) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
+    None for other formats or a header that cannot be read. Between JPEG segments, stray bytes
+    and runs of fill bytes are skipped, as libjpeg does (it decodes such files). `data`: any
+    bytes-like object (a memoryview of the message buffer: nothing is copied)."""
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return None
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while True:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            return None
+        marker, pos = found.group(1)[0], found.end()
+        if marker in _JPEG_NO_LENGTH:
+            continue
+        if marker in _JPEG_SOF:
+            if len(data) < pos + 7:
+                return None
+            return int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 3:pos + 5], "big")
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            return None
+        pos += length
+
+
+def decode_compressed_rgb(data) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB from JPEG / PNG bytes (any bytes-like object), or None if OpenCV
+    cannot decode them. Grey and alpha images come back as RGB; EXIF orientation is left as
+    sent, as compressed_image_transport does. Check the size with `compressed_size` first."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -12,12 +12,10 @@ element by element (about 500x slower for a 6 MB image).
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from mpvss_ros.data.encodings import BYTES_PER_PIXEL, size_problem, to_rgb
+from mpvss_ros.data.encodings import BYTES_PER_PIXEL, compressed_size, decode_compressed_rgb, size_problem, to_rgb
 
 try:  # optional: not on PyPI
     from cv_bridge import CvBridge as _CvBridge
@@ -85,44 +83,6 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic)
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_JPEG_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD9)}  # stuffed byte, TEM, RSTn, SOI: no segment follows
-_JPEG_MARKER = re.compile(rb"\xff+([^\xff])", re.S)  # fill bytes, then the marker code
-
-
-def compressed_size(data) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
-    None for other formats or a header that cannot be read. Between JPEG segments, stray bytes
-    and runs of fill bytes are skipped, as libjpeg does (it decodes such files). `data`: any
-    bytes-like object (a memoryview of the message buffer: nothing is copied)."""
-    if data[:8] == _PNG_SIGNATURE:
-        if len(data) >= 24 and data[12:16] == b"IHDR":
-            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        return None
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while True:
-        found = _JPEG_MARKER.search(data, pos)
-        if found is None:
-            return None
-        marker, pos = found.group(1)[0], found.end()
-        if marker in _JPEG_NO_LENGTH:
-            continue
-        if marker in _JPEG_SOF:
-            if len(data) < pos + 7:
-                return None
-            return int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 3:pos + 5], "big")
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return None
-        length = int.from_bytes(data[pos:pos + 2], "big")
-        if length < 2:
-            return None
-        pos += length
-
-
 def check_compressed(msg: CompressedImage, max_pixels: int = 1 << 30) -> tuple[int, int]:
     """(width, height) of a JPEG / PNG CompressedImage from its header, or ImageError with the
     reason. Cheap (no decoding), so the subscription callback refuses what the worker would only
@@ -146,15 +106,11 @@ def check_compressed(msg: CompressedImage, max_pixels: int = 1 << 30) -> tuple[i
 def decode_compressed(msg: CompressedImage) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a CompressedImage that `check_compressed` has passed (the node
     checks in its callback and decodes in its worker); ImageError if OpenCV cannot decode it."""
-    import cv2
-
-    # grey and alpha images come back as 3-channel BGR; EXIF orientation is left as sent, as
-    # compressed_image_transport does
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None:
+    rgb = decode_compressed_rgb(msg.data)
+    if rgb is None:
         name = msg.format if len(msg.format) <= 32 else msg.format[:32] + "..."
         raise ImageError(f"cannot decode compressed image (format {name!r})", "decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 1 << 30) -> np.ndarray:

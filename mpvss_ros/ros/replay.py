@@ -1,7 +1,8 @@
 """Bag replay over DDS into a running ``mpvss_segmenter`` and collection of its outputs.
 
 The replayer publishes each frame's raw CDR from the bag (no deserialisation) on
-``/camera/image_raw`` and ``/camera/camera_info``, preceded by ``/clock`` at the frame's stamp
+``/camera/image_raw`` (a bag of CompressedImages on ``/camera/image_raw/compressed``, for a node
+with ``input_transport: compressed``) and ``/camera/camera_info``, preceded by ``/clock`` at the frame's stamp
 (the node runs on ``use_sim_time``), and matches ``~/labels``, ``~/confidence`` and
 ``~/class_stats`` back to the frame by header stamp (the node copies the input header).
 
@@ -40,6 +41,7 @@ class ReplayOptions:
     startup_timeout_s: float = 120.0    # node discovery + model load + warm-up
     request_key_frames: bool = True     # at each sequence start
     is_alive: Callable[[], bool] | None = None  # e.g. the node subprocess; stop waiting if it dies
+    compressed: bool = False            # the records are CompressedImages
 
 
 @dataclass
@@ -173,7 +175,7 @@ class BagReplayer:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_msgs.msg import String
 
         from mpvss_ros.msg import ClassStats
@@ -188,7 +190,9 @@ class BagReplayer:
         self.collector = _Collector()
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.clock_pub = self.node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
-        self.image_pub = self.node.create_publisher(Image, IMAGE_OUT, QoSProfile(depth=10))
+        self.image_out = IMAGE_OUT + "/compressed" if options.compressed else IMAGE_OUT
+        self.image_pub = self.node.create_publisher(CompressedImage if options.compressed else Image,
+                                                    self.image_out, QoSProfile(depth=10))
         self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_OUT, QoSProfile(depth=10))
         topic = lambda leaf: node_topic(options.namespace, options.node_name, leaf)  # noqa: E731
         c = self.collector
@@ -277,7 +281,7 @@ class BagReplayer:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no active {opts.node_name} (namespace {opts.namespace or '/'}) subscribed to "
-                    f"{IMAGE_OUT} within {opts.startup_timeout_s:.0f} s")
+                    f"{self.image_out} within {opts.startup_timeout_s:.0f} s")
             time.sleep(0.1)
         warm = _restamped(first_record, first_record.stamp_ns - 10_000_000_000)
         attempt = 0
@@ -365,10 +369,8 @@ def _restamped(record, stamp_ns: int):
     """A copy of the record whose image carries another header stamp (for warm-up frames)."""
     from dataclasses import replace
 
-    from mpvss_ros.data.bag import IMAGE_TYPE
-
     ts = record._ts
-    msg = ts.deserialize_cdr(record.image_cdr, IMAGE_TYPE)
+    msg = ts.deserialize_cdr(record.image_cdr, record.msgtype)
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return replace(record, stamp_ns=stamp_ns, image_cdr=bytes(ts.serialize_cdr(msg, IMAGE_TYPE)))
+    return replace(record, stamp_ns=stamp_ns, image_cdr=bytes(ts.serialize_cdr(msg, record.msgtype)))
 
