@@ -2,14 +2,19 @@
 
     ros2 launch mpvss_ros segment.launch.py image:=/camera/image_raw
     ros2 launch mpvss_ros segment.launch.py namespace:=robot1 params_file:=my.yaml autostart:=false
+    ros2 launch mpvss_ros segment.launch.py input_transport:=compressed   # <image>/compressed, JPEG / PNG
 
 With autostart the launch emits the lifecycle `configure` transition once the node is up and
 `activate` once it reports Inactive after configuring (launch_ros ChangeState events and an
 OnStateTransition handler, the pattern of launch_ros' lifecycle example). If configure fails
 (bad model path, bad parameter) the node logs the reason and stays Unconfigured.
+
+`input_transport` overrides the parameter file only when given: the node is built in an
+OpaqueFunction so that an empty argument adds no parameter at all (a substitution in the
+parameter list would always set one, overriding the file with an empty value).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -24,12 +29,6 @@ NODE_NAME = "mpvss_segmenter"
 
 
 def generate_launch_description() -> LaunchDescription:
-    params_file = LaunchConfiguration("params_file")
-    namespace = LaunchConfiguration("namespace")
-    image = LaunchConfiguration("image")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    autostart = LaunchConfiguration("autostart")
-
     arguments = [
         DeclareLaunchArgument(
             "params_file",
@@ -37,20 +36,33 @@ def generate_launch_description() -> LaunchDescription:
             description="ROS 2 parameter file for the node"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
-                              description="input sensor_msgs/Image topic (remaps `image`)"),
+                              description="input image topic (remaps `image`; compressed input: <image>/compressed)"),
+        DeclareLaunchArgument("input_transport", default_value="",
+                              description="raw (sensor_msgs/Image) or compressed (CompressedImage on "
+                              "<image>/compressed); empty: the parameter file's value"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (bag replay, simulation)"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="configure and activate the node after start"),
     ]
+    return LaunchDescription(arguments + [OpaqueFunction(function=node_actions)])
 
+
+def node_actions(context) -> list:
+    """The node, its autostart configure event and activate-on-inactive handler."""
+    autostart = LaunchConfiguration("autostart")
+    parameters = [LaunchConfiguration("params_file"),
+                  {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}]
+    transport = LaunchConfiguration("input_transport").perform(context).strip()
+    if transport:
+        parameters.append({"input_transport": transport})
     node = LifecycleNode(
         package="mpvss_ros",
         executable="mpvss_node",
         name=NODE_NAME,
-        namespace=namespace,
-        parameters=[params_file, {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
-        remappings=[("image", image)],
+        namespace=LaunchConfiguration("namespace"),
+        parameters=parameters,
+        remappings=[("image", LaunchConfiguration("image"))],
         output="screen",
     )
 
@@ -72,4 +84,4 @@ def generate_launch_description() -> LaunchDescription:
             ]),
         condition=IfCondition(autostart))
 
-    return LaunchDescription(arguments + [activate_after_configure, node, configure])
+    return [activate_after_configure, node, configure]

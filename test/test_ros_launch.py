@@ -30,28 +30,45 @@ def _description():
 
 
 def _resolve(arguments: dict):
+    """(entities after the OpaqueFunction ran, context, the resolved LifecycleNode)."""
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import LifecycleNode
 
     ld = _description()
     context = LaunchContext()
     context.launch_configurations.update(arguments)
+    entities = []
     for entity in ld.entities:
         if isinstance(entity, DeclareLaunchArgument):
             entity.visit(context)  # fills in defaults for arguments not given
-    (node,) = [e for e in ld.entities if isinstance(e, LifecycleNode)]
+        if isinstance(entity, OpaqueFunction):
+            entities += entity.execute(context)  # what launch does when it visits one
+        else:
+            entities.append(entity)
+    (node,) = [e for e in entities if isinstance(e, LifecycleNode)]
     node._perform_substitutions(context)  # what launch_ros' own tests call to resolve a Node
-    return ld, context, node
+    return entities, context, node
+
+
+def _parameters(node) -> dict:
+    """The node's parameters as launch_ros passes them (files it wrote, in order)."""
+    values = {}
+    for path, is_file in node._Node__expanded_parameter_arguments:
+        if is_file:
+            with open(path) as fh:
+                for params in yaml.safe_load(fh).values():
+                    values.update(params["ros__parameters"])
+    return values
 
 
 def test_launch_description_resolves(tmp_path):
     from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
 
-    ld, context, node = _resolve({"namespace": "robot1", "image": "/front/image_raw",
-                                  "use_sim_time": "true"})
-    args = {e.name: e for e in ld.entities if isinstance(e, DeclareLaunchArgument)}
-    assert set(args) == {"params_file", "namespace", "image", "use_sim_time", "autostart"}
+    entities, context, node = _resolve({"namespace": "robot1", "image": "/front/image_raw",
+                                        "use_sim_time": "true"})
+    args = {e.name: e for e in entities if isinstance(e, DeclareLaunchArgument)}
+    assert set(args) == {"params_file", "namespace", "image", "input_transport", "use_sim_time", "autostart"}
     assert node.node_package == "mpvss_ros" and node.node_executable == "mpvss_node"
     assert node.node_name == "/robot1/mpvss_segmenter"
     assert node.expanded_node_namespace == "/robot1"
@@ -62,17 +79,21 @@ def test_launch_description_resolves(tmp_path):
     assert context.launch_configurations["params_file"] == expected_yaml
     assert context.launch_configurations["autostart"] == "true"
     # autostart: a configure event and an activate-on-inactive handler, both conditional
-    assert any(isinstance(e, EmitEvent) for e in ld.entities)
-    assert any(isinstance(e, RegisterEventHandler) for e in ld.entities)
+    assert any(isinstance(e, EmitEvent) for e in entities)
+    assert any(isinstance(e, RegisterEventHandler) for e in entities)
     # use_sim_time reaches the node as a boolean parameter
-    expanded = node._Node__expanded_parameter_arguments
-    files = [p for p, is_file in expanded if is_file]
-    values = {}
-    for f in files:
-        with open(f) as fh:
-            for params in yaml.safe_load(fh).values():
-                values.update(params["ros__parameters"])
-    assert values.get("use_sim_time") is True
+    assert _parameters(node).get("use_sim_time") is True
+
+
+def test_input_transport_argument_overrides_the_file_only_when_given(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"input_transport": "compressed"}}}))
+    _, _, node = _resolve({"params_file": str(params)})  # not given: the file's value stands
+    assert _parameters(node)["input_transport"] == "compressed"
+    _, _, node = _resolve({"params_file": str(params), "input_transport": "raw"})
+    assert _parameters(node)["input_transport"] == "raw"
+    _, _, node = _resolve({"input_transport": "compressed"})  # the installed file says raw
+    assert _parameters(node)["input_transport"] == "compressed"
 
 
 @pytest.mark.ros
