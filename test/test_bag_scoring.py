@@ -96,3 +96,20 @@ def test_camera_bag_without_ground_truth_and_markdown(tmp_path):
     md = render(report, figures, base=tmp_path)
     assert "no ground truth" in md and "| query-flow | 5 | n/a |" in md
     assert "| throughput (frames/s) | 29.5 |" in md and "![Strip](strip.png)" in md
+
+
+def test_an_undecodable_frame_is_scored_as_unanswered_without_a_picture():
+    """A bag frame that cannot be decoded (the node refuses it too): the replay goes on, the
+    frame counts as unanswered, and the overlay strip leaves it out instead of failing."""
+    scorer = ReplayScorer(total_frames=2, ground_truth_frames=0)
+    bad = _outcome(0, None, None, new_sequence=True)
+
+    def refuse():
+        raise ValueError("compressed image is not a JPEG or PNG")
+
+    bad.record.image = refuse
+    scorer.add(bad)
+    scorer.add(_outcome(1, _map(0, 1), None))
+    report = scorer.report(method="query-flow", interval=2, model={"path": "m"}, data="bag", replay={})
+    assert report["answered"] == 1 and report["dropped"] == 1
+    assert [s.index for s in scorer.samples] == [1]

@@ -139,7 +139,10 @@ class ReplayScorer:
         self.timeline.append(entry)
         slot = self._gt_seen if self.ground_truth_frames else self.frames - 1
         if (gt is not None or not self.ground_truth_frames) and slot in self._sample_slots:
-            self.samples.append(Sample(outcome.index, outcome.name, outcome.record.image(), pred, gt))
+            try:
+                self.samples.append(Sample(outcome.index, outcome.name, outcome.record.image(), pred, gt))
+            except ValueError:  # a frame the node refused too (counted as unanswered): no picture of it
+                pass
         self._gt_seen += gt is not None
 
     def _close_sequence(self) -> None:
