@@ -10,7 +10,8 @@ from mpvss_ros.data.generator import generate
 from mpvss_ros.evaluation.evaluate import evaluate, schedule_gflops
 from mpvss_ros.evaluation.oracle import OracleRunner
 
-KEYS = {"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame", "gflops_per_frame", "per_class_iou"}
+KEYS = {"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame", "gflops_per_frame", "per_class_iou",
+        "miou_ci95"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def run(tmp_path_factory):
 
 def test_report_has_the_design_keys(run):
     _, _, report, rows = run
-    assert set(report) == {"results", "model", "data"}
+    assert set(report) == {"results", "model", "data", "comparisons"}
     assert all(set(r) == KEYS for r in report["results"])
     assert set(rows) == {("per-frame", 1)} | {(m, k) for m in ("copy", "optical-flow", "query-flow")
                                                for k in (1, 5, 10)}
@@ -58,6 +59,25 @@ def test_copy_degrades_with_interval_and_optical_flow_beats_copy(run):
         assert rows[("query-flow", k)]["miou"] > rows[("copy", k)]["miou"] + 0.02
         assert abs(rows[("query-flow", k)]["miou"] - rows[("optical-flow", k)]["miou"]) < 0.05
     assert rows[("query-flow", 1)]["miou"] == pytest.approx(1.0)
+
+
+def test_intervals_and_paired_comparisons_over_sequences(run):
+    """Each mIoU comes with an interval over the two sequences around it; the comparisons are
+    the ablation's claims, paired on the same sequences, and agree with the rows."""
+    _, _, report, rows = run
+    for (method, k), r in rows.items():
+        if r["miou_ci95"] is not None:  # None only where the statistic has no spread (all perfect)
+            low, high = r["miou_ci95"]
+            assert low <= r["miou"] + 1e-9 and r["miou"] - 1e-9 <= high, (method, k)
+    assert rows[("per-frame", 1)]["miou_ci95"] is None  # the oracle is perfect in every resample
+    pairs = {(c["a"], c["b"], c["interval"]): c for c in report["comparisons"]}
+    assert set(pairs) == {(a, b, k) for a, b in (("query-flow", "optical-flow"), ("optical-flow", "copy"))
+                          for k in (1, 5, 10)}
+    for (a, b, k), c in pairs.items():
+        assert c["miou_diff"] == pytest.approx(rows[(a, k)]["miou"] - rows[(b, k)]["miou"], abs=1e-9)
+        assert c["sequences"] == 2 and c["sequences_higher"] + c["sequences_lower"] <= 2
+    assert pairs[("optical-flow", "copy", 1)]["ci95"] == [0.0, 0.0]  # the same labels at k=1
+    assert pairs[("optical-flow", "copy", 10)]["sequences_higher"] == 2  # flow beats copy in both
 
 
 def test_oracle_without_flow_files_copies(tmp_path):

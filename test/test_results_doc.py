@@ -35,3 +35,23 @@ def test_render_writes_markdown_and_plot(tmp_path):
     text = out.read_text()
     assert "](img/plot.png)" in text and "| query-flow | 5 | 0.8900 |" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_intervals_and_paired_comparisons_are_rendered(tmp_path):
+    data = _report(0.9, 0.70, 0.71, 0.5, 0.6, 0.61, 0.4)
+    for r in data["results"]:
+        r["miou_ci95"] = [r["miou"] - 0.02, r["miou"] + 0.01]
+    data["comparisons"] = [
+        {"a": "query-flow", "b": "optical-flow", "interval": 5, "miou_diff": -0.0098, "ci95": [-0.0204, 0.0006],
+         "sequences_higher": 2, "sequences_lower": 8, "sequences": 10},
+        {"a": "query-flow", "b": "optical-flow", "interval": 1, "miou_diff": 0.0, "ci95": [0.0, 0.0],
+         "sequences_higher": 0, "sequences_lower": 0, "sequences": 10}]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(data))
+    out = tmp_path / "RESULTS.md"
+    assert main([str(report), "--out", str(out), "--plot", str(tmp_path / "p.png")]) == 0
+    text = out.read_text()
+    assert "| query-flow | 5 | 0.7000 | [0.680, 0.710] |" in text
+    assert "| query-flow − optical-flow | 5 | -0.98 | [-2.04, +0.06] | 2 / 8 of 10 |" in text
+    assert "| query-flow − optical-flow | 1 |" not in text  # k=1 compares a method with itself
+    assert "0.7000 / 0.7100 / 0.5000 (query − optical -0.98 points, 95 % [-2.04, +0.06])" in text

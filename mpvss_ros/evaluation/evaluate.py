@@ -7,6 +7,9 @@ Frames go to the runner resized to its input size; its labels come back at that 
 resized (nearest) to the ground-truth size for scoring. Key frames are frame indices 0, k, 2k...
 of each sequence. per-frame does not depend on k and is reported once, with interval 1.
 Metrics are accumulated over every annotated frame (mIoU from one confusion matrix for the split).
+Each result also carries `miou_ci95`, a bootstrap interval over sequences, and the report a list
+of paired `comparisons` (query flow vs optical flow, optical flow vs copy, at each interval):
+how sure the split is of each number (`evaluation.uncertainty`).
 ms_per_frame is the runner / DIS time only (no file reading or resizing), averaged over all
 frames of the schedule; key frames are run once per frame and shared between methods, with their
 measured time charged to every method that uses them.
@@ -23,6 +26,7 @@ from mpvss_ros.data.cityscapes import CityscapesSequences
 from mpvss_ros.data.labels import train_ids_to_label_ids
 from mpvss_ros.evaluation.baselines import METHODS, KeyFrameCache, run_method
 from mpvss_ros.evaluation.metrics import ConfusionMatrix, VideoConsistency
+from mpvss_ros.evaluation.uncertainty import miou_interval, paired_difference
 from mpvss_ros.runtime.preprocess import resize_image, resize_labels
 
 
@@ -47,6 +51,7 @@ def schedule_gflops(method: str, gflops: dict | None, key_frames: int, frames: i
 class _Accumulator:
     def __init__(self):
         self.confusion = ConfusionMatrix()
+        self.sequences: list[np.ndarray] = []  # one confusion matrix per sequence, for the intervals
         self.vc = {8: VideoConsistency(8), 16: VideoConsistency(16)}
         self.ms = 0.0
         self.frames = 0
@@ -84,17 +89,20 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
         for method, k in runs:
             labels, times, is_key = run_method(method, k, cache, dis)
             a = acc[(method, k)]
+            seq_confusion = ConfusionMatrix()
             preds = []
             for frame, im, gt, lab in zip(seq.frames, raw, gts, labels):
                 pred = resize_labels(lab, (gt if gt is not None else im).shape[:2])
                 preds.append(pred)
                 if gt is None:
                     continue
-                a.confusion.update(pred, gt)
+                seq_confusion.update(pred, gt)
                 if save_predictions:
                     out = Path(save_predictions) / f"{method}_k{k}" / f"{frame.stem}_pred_labelIds.png"
                     out.parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(out), train_ids_to_label_ids(pred))
+            a.confusion.merge(seq_confusion)
+            a.sequences.append(seq_confusion.matrix)
             for vc in a.vc.values():
                 vc.add_sequence(preds, gts)
             a.ms += float(sum(times))
@@ -106,7 +114,8 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     for (method, k), a in acc.items():
         results.append({
             "method": method, "interval": k,
-            "miou": _finite(a.confusion.miou()), "fwiou": _finite(a.confusion.fwiou()),
+            "miou": _finite(a.confusion.miou()), "miou_ci95": miou_interval(np.stack(a.sequences)),
+            "fwiou": _finite(a.confusion.fwiou()),
             "vc8": a.vc[8].value(), "vc16": a.vc[16].value(),
             "ms_per_frame": a.ms / a.frames if a.frames else None,
             "gflops_per_frame": schedule_gflops(method, gflops, a.key_frames, a.frames),
@@ -118,7 +127,23 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     model.setdefault("input_size", list(input_size))
     return {
         "results": results,
+        "comparisons": _comparisons(acc, intervals),
         "model": model,
         "data": {"root": str(data), "split": split, "sequences": len(sequences), "frames": total_frames,
                  "annotated_frames": annotated, "image_size": list(image_size) if image_size else None},
     }
+
+
+COMPARED = (("query-flow", "optical-flow"), ("optical-flow", "copy"))
+
+
+def _comparisons(acc: dict, intervals) -> list[dict]:
+    """Paired differences on the same sequences for the claims of the ablation."""
+    out = []
+    for k in intervals:
+        for a, b in COMPARED:
+            if (a, k) in acc and (b, k) in acc:
+                diff = paired_difference(np.stack(acc[(a, k)].sequences), np.stack(acc[(b, k)].sequences))
+                if diff is not None:
+                    out.append({"a": a, "b": b, "interval": k, **diff})
+    return out

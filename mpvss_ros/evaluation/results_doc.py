@@ -23,6 +23,31 @@ def _index(report: dict) -> dict:
     return {(r["method"], r["interval"]): r for r in report["results"]}
 
 
+def _interval(ci, scale=1.0, digits=3, sign=""):
+    return "—" if not ci else f"[{scale * ci[0]:{sign}.{digits}f}, {scale * ci[1]:{sign}.{digits}f}]"
+
+
+def _comparison(report: dict, a: str, b: str, k: int) -> dict | None:
+    for c in report.get("comparisons") or []:
+        if (c["a"], c["b"], c["interval"]) == (a, b, k):
+            return c
+    return None
+
+
+def comparison_rows(report: dict) -> list[str]:
+    """Markdown table of the paired comparisons (mIoU points, 95 % interval, sequences)."""
+    rows = [c for c in report.get("comparisons") or [] if c["interval"] > 1]
+    if not rows:
+        return []
+    lines = ["| comparison | k | difference (mIoU points) | 95 % interval | sequences where it is higher / lower |",
+             "|---|---|---|---|---|"]
+    for c in sorted(rows, key=lambda c: (c["a"], c["interval"])):
+        lines.append(f"| {c['a']} − {c['b']} | {c['interval']} | {100 * c['miou_diff']:+.2f} | "
+                     f"{_interval(c['ci95'], 100, 2, '+')} | {c['sequences_higher']} / {c['sequences_lower']} "
+                     f"of {c['sequences']} |")
+    return lines
+
+
 def plot_miou(report: dict, path: Path) -> Path:
     import matplotlib
 
@@ -69,7 +94,10 @@ def targets(report: dict, bench: dict | None) -> list[tuple[str, str, bool | Non
     for k in (5, 10):
         q, o, c = m("query-flow", k), m("optical-flow", k), m("copy", k)
         if None not in (q, o, c):
-            rows.append((f"k={k}: query flow > optical flow > copy", f"{q:.4f} / {o:.4f} / {c:.4f}", q > o > c))
+            paired = _comparison(report, "query-flow", "optical-flow", k)
+            detail = "" if paired is None else \
+                f" (query − optical {100 * paired['miou_diff']:+.2f} points, 95 % {_interval(paired['ci95'], 100, 2, '+')})"
+            rows.append((f"k={k}: query flow > optical flow > copy", f"{q:.4f} / {o:.4f} / {c:.4f}{detail}", q > o > c))
     q10, o10 = m("query-flow", 10), m("optical-flow", 10)
     if None not in (q10, o10):
         rows.append(("k=10: query flow ≥ optical flow + 1 mIoU point", f"{100 * (q10 - o10):+.2f} points",
@@ -100,14 +128,23 @@ def render(report: dict, plot_rel: str, bench: dict | None = None, notes: str = 
               f"{data.get('image_size')}. Model: `{model.get('path', model.get('name', ''))}`, input "
               f"{model.get('input_size')}, backend {model.get('backend')} {model.get('providers')}.", ""]
     lines += [f"![mIoU vs interval]({plot_rel})", "",
-              "| method | k | mIoU | fwIoU | VC8 | VC16 | ms/frame | GFLOPs/frame |", "|---|---|---|---|---|---|---|---|"]
+              "| method | k | mIoU | mIoU 95 % interval | fwIoU | VC8 | VC16 | ms/frame | GFLOPs/frame |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for method in METHOD_ORDER:
         for (m, k), r in sorted(idx.items(), key=lambda x: x[0][1]):
             if m == method:
-                lines.append(f"| {m} | {k} | {_fmt(r['miou'], 4)} | {_fmt(r['fwiou'], 4)} | {_fmt(r['vc8'])} | "
+                lines.append(f"| {m} | {k} | {_fmt(r['miou'], 4)} | {_interval(r.get('miou_ci95'))} | "
+                             f"{_fmt(r['fwiou'], 4)} | {_fmt(r['vc8'])} | "
                              f"{_fmt(r['vc16'])} | {_fmt(r['ms_per_frame'], 1)} | {_fmt(r['gflops_per_frame'])} |")
     lines += ["", "GFLOPs are multiply-accumulates (the papers' \"FLOPs\") from model.json; the DIS optical-flow "
               "baseline's own cost is not counted in FLOPs (its ms/frame includes it).", ""]
+    paired = comparison_rows(report)
+    if paired:
+        lines += ["## How sure these numbers are", "",
+                  f"Intervals: bootstrap over the split's {data.get('sequences')} sequences (frames of one "
+                  "sequence are not independent), BCa, 2000 resamples; differences are paired, with both "
+                  "methods on the same resampled sequences (`evaluation/uncertainty.py`). They describe "
+                  "these scenes only.", ""] + paired + [""]
     rows = targets(report, bench)
     if rows:
         lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
