@@ -93,3 +93,27 @@ def test_confidence_is_computed_only_when_read():
     out = FrameOutput(up.labels, lambda: calls.append(1) or up.confidence, s, s)
     assert calls == []
     assert out.confidence is up.confidence and out.confidence is up.confidence and calls == [1]
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_bench_decode_compressed_1024x2048(benchmark, ext):
+    """What `input_transport: compressed` adds per frame: the header check and the decode of a
+    camera-sized frame (JPEG quality 95 / PNG level 3, as `bag convert --image-format` writes)."""
+    import cv2
+
+    from mpvss_ros.data.encodings import compressed_size, decode_compressed_rgb
+    from mpvss_ros.evaluation.benchmark import street_frames
+
+    image = street_frames((1024, 2048), 1)[0]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, data = cv2.imencode(ext, image[:, :, ::-1], params)
+    assert ok
+
+    def check_and_decode():
+        assert compressed_size(memoryview(data)) == (2048, 1024)
+        return decode_compressed_rgb(data)
+
+    rgb = benchmark(check_and_decode)
+    assert rgb.shape == (1024, 2048, 3)
+    if ext == ".png":
+        np.testing.assert_array_equal(rgb, image)

@@ -50,7 +50,6 @@ SEQUENCE_GAP_S = 1.0
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
 
 
-
 @dataclass
 class BagFrame:
     """One frame to write: RGB image, optional labelIds ground truth, its Cityscapes name."""
