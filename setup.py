@@ -21,7 +21,7 @@ setup(
         "onnxruntime",
         "opencv-python-headless",
         "numpy",
-        "scipy",
+        "scipy>=1.15",  # stats.bootstrap(rng=...)
         "pillow",
         "rosbags>=0.10",
         "mcap",

@@ -178,3 +178,29 @@ def test_evaluate_rejects_bad_input(tmp_path, capsys):
         status = main(["bag", "evaluate", *argv])
         err = capsys.readouterr().err
         assert status == 2 and reason in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("image_format,transport", [("raw", "raw"), ("png", "compressed")])
+def test_started_node_takes_the_transport_of_the_bag(tmp_path, monkeypatch, image_format, transport):
+    """Whatever the parameter file says, the node this command starts gets the transport the
+    bag's image messages need (a raw bag with a file saying compressed would wait forever)."""
+    from mpvss_ros.cli import CommandError
+    from mpvss_ros.commands.bag import evaluate_bag
+    from mpvss_ros.ros import node_process
+
+    seen = {}
+
+    class Refusing:
+        def __init__(self, params=None, namespace="", overrides=None, log_path=None):
+            seen.update(overrides)
+
+        def start(self):
+            raise RuntimeError("not started in this test")
+
+    monkeypatch.setattr(node_process, "NodeProcess", Refusing)
+    bag.write_bag(_frames(False)[:2], tmp_path / "bag", progress=False, image_format=image_format)
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    input_transport: %s\n" % ("raw" if transport == "compressed" else "compressed"))
+    with pytest.raises((CommandError, RuntimeError)):
+        evaluate_bag(tmp_path / "bag", tmp_path / "r.json", params=str(params), progress=False)
+    assert seen["input_transport"] == transport

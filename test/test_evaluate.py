@@ -75,9 +75,9 @@ def test_intervals_and_paired_comparisons_over_sequences(run):
                           for k in (1, 5, 10)}
     for (a, b, k), c in pairs.items():
         assert c["miou_diff"] == pytest.approx(rows[(a, k)]["miou"] - rows[(b, k)]["miou"], abs=1e-9)
-        assert c["sequences"] == 2 and c["sequences_higher"] + c["sequences_lower"] <= 2
+        assert c["drives"] == 2 and c["drives_higher"] + c["drives_lower"] <= 2
     assert pairs[("optical-flow", "copy", 1)]["ci95"] == [0.0, 0.0]  # the same labels at k=1
-    assert pairs[("optical-flow", "copy", 10)]["sequences_higher"] == 2  # flow beats copy in both
+    assert pairs[("optical-flow", "copy", 10)]["drives_higher"] == 2  # flow beats copy in both
 
 
 def test_oracle_without_flow_files_copies(tmp_path):
@@ -258,3 +258,16 @@ def test_oracle_grid_at_a_size_not_divisible_by_4_and_when_propagating(run):
     moved = runner.propagate(state, resize_image(dataset.load_image(later), size))
     assert moved.labels.shape == size
     assert 0.0 < np.mean(moved.labels != out.labels) < 0.5  # warped by the ground-truth flow, not copied
+
+
+def test_intervals_resample_drives_not_snippets(tmp_path):
+    """Real Cityscapes keeps 30-frame snippets of one drive (city, seq) apart; the bootstrap
+    must resample the drive, or correlated snippets would pass for independent ones."""
+    data = tmp_path / "data"
+    generate(data, "val", sequences=2, frames=6, size=(64, 128), seed=5, workers=1, progress=False)
+    for p in list(data.rglob("*_000000_000003_*.png")):  # a gap: drive 0 becomes two snippets
+        p.unlink()
+    report = evaluate(data, "val", OracleRunner(data, "val"), ["copy", "optical-flow"], [2], progress=False)
+    assert report["data"]["sequences"] == 3
+    (comparison,) = report["comparisons"]
+    assert comparison["drives"] == 2

@@ -43,9 +43,9 @@ def test_intervals_and_paired_comparisons_are_rendered(tmp_path):
         r["miou_ci95"] = [r["miou"] - 0.02, r["miou"] + 0.01]
     data["comparisons"] = [
         {"a": "query-flow", "b": "optical-flow", "interval": 5, "miou_diff": -0.0098, "ci95": [-0.0204, 0.0006],
-         "sequences_higher": 2, "sequences_lower": 8, "sequences": 10},
+         "drives_higher": 2, "drives_lower": 8, "drives": 10},
         {"a": "query-flow", "b": "optical-flow", "interval": 1, "miou_diff": 0.0, "ci95": [0.0, 0.0],
-         "sequences_higher": 0, "sequences_lower": 0, "sequences": 10}]
+         "drives_higher": 0, "drives_lower": 0, "drives": 10}]
     report = tmp_path / "report.json"
     report.write_text(json.dumps(data))
     out = tmp_path / "RESULTS.md"

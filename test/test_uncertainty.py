@@ -48,12 +48,22 @@ def test_paired_difference_separates_a_real_gap_from_noise():
     rng = np.random.default_rng(2)
     good, bad = _sequence_matrices(rng, 10, 0.1), _sequence_matrices(rng, 10, 0.4)
     gap = paired_difference(good, bad)
-    assert gap["miou_diff"] > 0.2 and gap["ci95"][0] > 0 and gap["sequences_higher"] == 10
+    assert gap["miou_diff"] > 0.2 and gap["ci95"][0] > 0 and gap["drives_higher"] == 10
     # two draws of the same predictor: the interval straddles zero
     a, b = _sequence_matrices(rng, 10, 0.3), _sequence_matrices(rng, 10, 0.3)
     same = paired_difference(a, b)
     assert same["ci95"][0] < 0 < same["ci95"][1] and abs(same["miou_diff"]) < 0.05
-    assert same["sequences_higher"] + same["sequences_lower"] == 10
+    assert same["drives_higher"] + same["drives_lower"] == 10
     assert paired_difference(a, a)["ci95"] == [0.0, 0.0]  # identical methods (k=1)
     with pytest.raises(ValueError):
         paired_difference(a, a[:5])
+
+
+def test_drives_without_ground_truth_are_left_out():
+    rng = np.random.default_rng(3)
+    annotated = _sequence_matrices(rng, 3, 0.3)
+    empty = np.zeros((2,) + annotated.shape[1:])
+    with_empty = np.concatenate([annotated, empty])
+    assert miou_interval(with_empty) == miou_interval(annotated)  # not None, not shifted
+    assert miou_interval(np.concatenate([annotated[:1], empty])) is None  # one annotated drive
+    assert paired_difference(with_empty, with_empty[::-1] * 0 + with_empty)["drives"] == 3

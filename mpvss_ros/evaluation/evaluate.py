@@ -7,7 +7,7 @@ Frames go to the runner resized to its input size; its labels come back at that 
 resized (nearest) to the ground-truth size for scoring. Key frames are frame indices 0, k, 2k...
 of each sequence. per-frame does not depend on k and is reported once, with interval 1.
 Metrics are accumulated over every annotated frame (mIoU from one confusion matrix for the split).
-Each result also carries `miou_ci95`, a bootstrap interval over sequences, and the report a list
+Each result also carries `miou_ci95`, a bootstrap interval over drives, and the report a list
 of paired `comparisons` (query flow vs optical flow, optical flow vs copy, at each interval):
 how sure the split is of each number (`evaluation.uncertainty`).
 ms_per_frame is the runner / DIS time only (no file reading or resizing), averaged over all
@@ -51,7 +51,7 @@ def schedule_gflops(method: str, gflops: dict | None, key_frames: int, frames: i
 class _Accumulator:
     def __init__(self):
         self.confusion = ConfusionMatrix()
-        self.sequences: list[np.ndarray] = []  # one confusion matrix per sequence, for the intervals
+        self.drives: dict[tuple, np.ndarray] = {}  # confusion per (city, seq), for the intervals
         self.vc = {8: VideoConsistency(8), 16: VideoConsistency(16)}
         self.ms = 0.0
         self.frames = 0
@@ -102,7 +102,8 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
                     out.parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(out), train_ids_to_label_ids(pred))
             a.confusion.merge(seq_confusion)
-            a.sequences.append(seq_confusion.matrix)
+            drive = (seq.city, seq.seq)  # real Cityscapes: several snippets of one drive
+            a.drives[drive] = a.drives.get(drive, 0) + seq_confusion.matrix
             for vc in a.vc.values():
                 vc.add_sequence(preds, gts)
             a.ms += float(sum(times))
@@ -114,7 +115,7 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     for (method, k), a in acc.items():
         results.append({
             "method": method, "interval": k,
-            "miou": _finite(a.confusion.miou()), "miou_ci95": miou_interval(np.stack(a.sequences)),
+            "miou": _finite(a.confusion.miou()), "miou_ci95": miou_interval(np.stack(list(a.drives.values()))),
             "fwiou": _finite(a.confusion.fwiou()),
             "vc8": a.vc[8].value(), "vc16": a.vc[16].value(),
             "ms_per_frame": a.ms / a.frames if a.frames else None,
@@ -143,7 +144,8 @@ def _comparisons(acc: dict, intervals) -> list[dict]:
     for k in intervals:
         for a, b in COMPARED:
             if (a, k) in acc and (b, k) in acc:
-                diff = paired_difference(np.stack(acc[(a, k)].sequences), np.stack(acc[(b, k)].sequences))
+                diff = paired_difference(np.stack(list(acc[(a, k)].drives.values())),
+                                         np.stack(list(acc[(b, k)].drives.values())))
                 if diff is not None:
                     out.append({"a": a, "b": b, "interval": k, **diff})
     return out

@@ -35,16 +35,16 @@ def _comparison(report: dict, a: str, b: str, k: int) -> dict | None:
 
 
 def comparison_rows(report: dict) -> list[str]:
-    """Markdown table of the paired comparisons (mIoU points, 95 % interval, sequences)."""
+    """Markdown table of the paired comparisons (mIoU points, 95 % interval, drives)."""
     rows = [c for c in report.get("comparisons") or [] if c["interval"] > 1]
     if not rows:
         return []
-    lines = ["| comparison | k | difference (mIoU points) | 95 % interval | sequences where it is higher / lower |",
+    lines = ["| comparison | k | difference (mIoU points) | 95 % interval | drives where it is higher / lower |",
              "|---|---|---|---|---|"]
     for c in sorted(rows, key=lambda c: (c["a"], c["interval"])):
         lines.append(f"| {c['a']} − {c['b']} | {c['interval']} | {100 * c['miou_diff']:+.2f} | "
-                     f"{_interval(c['ci95'], 100, 2, '+')} | {c['sequences_higher']} / {c['sequences_lower']} "
-                     f"of {c['sequences']} |")
+                     f"{_interval(c['ci95'], 100, 2, '+')} | {c['drives_higher']} / {c['drives_lower']} "
+                     f"of {c['drives']} |")
     return lines
 
 
@@ -141,9 +141,10 @@ def render(report: dict, plot_rel: str, bench: dict | None = None, notes: str = 
     paired = comparison_rows(report)
     if paired:
         lines += ["## How sure these numbers are", "",
-                  f"Intervals: bootstrap over the split's {data.get('sequences')} sequences (frames of one "
-                  "sequence are not independent), BCa, 2000 resamples; differences are paired, with both "
-                  "methods on the same resampled sequences (`evaluation/uncertainty.py`). They describe "
+                  "Intervals: bootstrap over the split's drives (one `(city, seq)`: a generated sequence, or "
+                  "a real Cityscapes drive with all its snippets; frames of one drive are not independent), "
+                  "BCa, 2000 resamples; differences are paired, with both methods on the same resampled "
+                  "drives (`evaluation/uncertainty.py`). They describe "
                   "these scenes only.", ""] + paired + [""]
     rows = targets(report, bench)
     if rows:

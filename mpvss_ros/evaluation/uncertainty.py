@@ -1,15 +1,18 @@
-"""How sure a split's mIoU is: a bootstrap over sequences (scipy.stats.bootstrap, BCa).
+"""How sure a split's mIoU is: a bootstrap over drives (scipy.stats.bootstrap, BCa).
 
 The frames of one sequence are strongly correlated (the same scene a few pixels later), so the
-unit that is resampled is the sequence, not the frame. Each resample draws as many sequences as
-the split has, with replacement, pools their confusion matrices (the split's mIoU is pooled too,
-not averaged per sequence) and takes the mIoU. A paired comparison of two methods draws the same
-sequences for both, so the spread of the scenes themselves cancels out of the difference.
+unit that is resampled is the drive, not the frame: one (city, seq) of the Cityscapes layout,
+which in generated data is one sequence and in real Cityscapes holds several 30-frame snippets
+(`evaluate` sums each drive's confusion matrices before they come here; drives without ground
+truth are left out). Each resample draws as many drives as the split has, with replacement,
+pools their confusion matrices (the split's mIoU is pooled too, not averaged per drive) and takes
+the mIoU. A paired comparison of two methods draws the same drives for both, so the spread of
+the scenes themselves cancels out of the difference.
 
 Why BCa and not plain percentiles: resampled mIoU is biased low. A class whose ground truth is
-in few sequences but which is falsely predicted in many scores IoU 0 in every resample that
-misses those few sequences, so the percentile interval sits almost wholly below the estimate.
-BCa corrects for that bias and skew. With ten sequences any such interval is rough: it is a
+in few drives but which is falsely predicted in many scores IoU 0 in every resample that
+misses those few drives, so the percentile interval sits almost wholly below the estimate.
+BCa corrects for that bias and skew. With ten drives any such interval is rough: it is a
 statement about these scenes, not a guarantee. Resampling is seeded, so a report always gives
 the same intervals.
 """
@@ -37,48 +40,63 @@ def pooled_miou(matrices: np.ndarray) -> np.ndarray:
         return iou.sum(axis=-1) / present.sum(axis=-1)
 
 
-def _bootstrap(statistic, sequences: int, resamples: int, seed: int) -> list[float] | None:
+def _pooled(per_drive: np.ndarray, idx) -> np.ndarray:
+    """mIoU of the drives drawn in idx (..., n) (indices into per_drive (S, K, K+1)): each
+    draw as a count per drive, so a batch of resamples is one matrix product."""
+    idx = np.asarray(idx, dtype=np.int64)
+    s = per_drive.shape[0]
+    rows = idx.reshape(-1, idx.shape[-1])
+    counts = np.zeros((len(rows), s))
+    np.add.at(counts, (np.arange(len(rows))[:, None], rows), 1.0)
+    pooled = counts @ per_drive.reshape(s, -1)
+    return pooled_miou(pooled.reshape(idx.shape[:-1] + per_drive.shape[1:]))
+
+
+def _annotated(*per_drive: np.ndarray) -> list[np.ndarray]:
+    """Drop drives with no counted pixel in any of the matrices (no ground truth): a resample of
+    only those has no mIoU at all."""
+    keep = np.any([m.reshape(m.shape[0], -1).sum(axis=1) > 0 for m in per_drive], axis=0)
+    return [np.asarray(m, dtype=np.float64)[keep] for m in per_drive]
+
+
+def _bootstrap(statistic, drives: int, resamples: int, seed: int) -> list[float] | None:
     """95 % BCa interval of statistic(indices (..., S)) over resampled sequence indices; None
     where BCa is undefined (a statistic with no spread)."""
     from scipy.stats import bootstrap
 
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # scipy warns before returning NaN for a degenerate statistic
-        result = bootstrap((np.arange(sequences),), statistic, n_resamples=resamples, batch=250,
+        result = bootstrap((np.arange(drives),), statistic, n_resamples=resamples, batch=250,
                            confidence_level=0.95, method="BCa", vectorized=True, rng=np.random.default_rng(seed))
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return None if not (np.isfinite(low) and np.isfinite(high)) else [low, high]
 
 
-def miou_interval(per_sequence: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[float] | None:
+def miou_interval(per_drive: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[float] | None:
     """[low, high] 95 % interval of the pooled mIoU from per-sequence confusion matrices
-    (S, K, K+1); None for fewer than two sequences."""
-    per_sequence = np.asarray(per_sequence, dtype=np.float64)
-    if per_sequence.shape[0] < 2:
+    (S, K, K+1); None for fewer than two annotated drives."""
+    (per_drive,) = _annotated(np.asarray(per_drive))
+    if per_drive.shape[0] < 2:
         return None
-
-    def statistic(idx, axis=-1):
-        return pooled_miou(per_sequence[np.asarray(idx, dtype=np.int64)].sum(axis=-3))
-
-    return _bootstrap(statistic, per_sequence.shape[0], resamples, seed)
+    return _bootstrap(lambda idx, axis=-1: _pooled(per_drive, idx), per_drive.shape[0], resamples, seed)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> dict | None:
-    """mIoU(a) - mIoU(b) on the same sequences (S, K, K+1) each: the difference, its paired 95 %
-    interval, and in how many sequences a scores higher or lower on its own."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    """mIoU(a) - mIoU(b) on the same drives (S, K, K+1) each: the difference, its paired 95 %
+    interval, and in how many drives a scores higher or lower on its own."""
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"per-sequence matrices differ in shape: {a.shape} vs {b.shape}")
+    a, b = _annotated(a, b)
     if a.shape[0] < 2:
         return None
 
     def statistic(idx, axis=-1):
-        idx = np.asarray(idx, dtype=np.int64)
-        return pooled_miou(a[idx].sum(axis=-3)) - pooled_miou(b[idx].sum(axis=-3))
+        return _pooled(a, idx) - _pooled(b, idx)
 
-    own = pooled_miou(a) - pooled_miou(b)  # per sequence
+    own = pooled_miou(a) - pooled_miou(b)  # per drive
     same = np.array_equal(a, b)  # e.g. two methods that only differ between key frames, at k=1
     return {"miou_diff": float(pooled_miou(a.sum(axis=0)) - pooled_miou(b.sum(axis=0))),
             "ci95": [0.0, 0.0] if same else _bootstrap(statistic, a.shape[0], resamples, seed),
-            "sequences_higher": int((own > 0).sum()), "sequences_lower": int((own < 0).sum()),
-            "sequences": int(a.shape[0])}
+            "drives_higher": int((own > 0).sum()), "drives_lower": int((own < 0).sum()),
+            "drives": int(a.shape[0])}
