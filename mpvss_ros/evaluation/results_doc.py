@@ -96,7 +96,10 @@ def targets(report: dict, bench: dict | None) -> list[tuple[str, str, bool | Non
         if None not in (q, o, c):
             paired = _comparison(report, "query-flow", "optical-flow", k)
             detail = "" if paired is None else \
-                f" (query − optical {100 * paired['miou_diff']:+.2f} points, 95 % {_interval(paired['ci95'], 100, 2, '+')})"
+                f" (query − optical {100 * paired['miou_diff']:+.2f} points, 95 % {_interval(paired['ci95'], 100, 2, '+')}"
+            if paired is not None and paired["ci95"] and paired["ci95"][0] < 0 < paired["ci95"][1]:
+                detail += ": the split cannot tell the two apart"
+            detail += ")" if paired is not None else ""
             rows.append((f"k={k}: query flow > optical flow > copy", f"{q:.4f} / {o:.4f} / {c:.4f}{detail}", q > o > c))
     q10, o10 = m("query-flow", 10), m("optical-flow", 10)
     if None not in (q10, o10):
