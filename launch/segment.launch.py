@@ -11,7 +11,9 @@ OnStateTransition handler, the pattern of launch_ros' lifecycle example). If con
 
 `input_transport` overrides the parameter file only when given: the node is built in an
 OpaqueFunction so that an empty argument adds no parameter at all (a substitution in the
-parameter list would always set one, overriding the file with an empty value).
+parameter list would always set one, overriding the file with an empty value). So the node
+exists only once the description runs: `ros2 launch --print` shows an OpaqueFunction, and a
+parent launch file that wants the node action itself can call `node_actions(context)`.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
