@@ -56,3 +56,15 @@ def test_intervals_and_paired_comparisons_are_rendered(tmp_path):
     assert "| query-flow − optical-flow | 1 |" not in text  # k=1 compares a method with itself
     assert "0.7000 / 0.7100 / 0.5000 (query − optical -0.98 points, 95 % [-2.04, +0.06]: the split cannot " \
            "tell the two apart)" in text
+
+
+def test_a_target_met_only_by_the_point_estimate_says_so(tmp_path):
+    data = _report(0.9, 0.72, 0.71, 0.5, 0.6, 0.61, 0.4)
+    data["comparisons"] = [{"a": "query-flow", "b": "optical-flow", "interval": 5, "miou_diff": 0.01,
+                            "ci95": [-0.01, 0.03], "drives_higher": 6, "drives_lower": 4, "drives": 10}]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(data))
+    out = tmp_path / "RESULTS.md"
+    assert main([str(report), "--out", str(out), "--plot", str(tmp_path / "p.png")]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| k=5: query flow >"))
+    assert row.endswith("| yes by the point estimate; not resolved by this split |")

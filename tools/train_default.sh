@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Regenerate the embedded default model end to end, by the stages the shipped model went through:
-#   data (eight generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500,
+#   data (nine generated sets, fixed seeds) -> segmentor on 30 scenes, continued on 150, 500,
 #   1500 and 2000 new scenes, then on whole frames -> query flow (EPE pre-training + warped-mask
 #   loss), pre-trained further on 100 longer sequences and fine-tuned on each new segmentor, then
-#   on whole frames, then on 400 and 800 new scenes -> ONNX graphs + model.json.
+#   on whole frames, then on 400, 800 and 1200 new scenes -> ONNX graphs + model.json.
 # Each stage starts from the previous one's checkpoint (a copy in its own directory, or --init /
 # --flow-init), because the 30-scene segmentor overfits: more scenes, not more steps, moved it
 # (models/README.md). Resumable: re-running continues where it stopped (finished data is kept,
 # each training command resumes from its last checkpoint, a finished one returns at once).
 #
-#   tools/train_default.sh                        # the shipped recipe, ~9.5 hours on 2 CPU cores
+#   tools/train_default.sh                        # the shipped recipe, ~10 hours on 2 CPU cores
 #   STEPS_SCALE=0.2 tools/train_default.sh        # about two hours (weaker model; use another RUN_DIR)
 #   DEVICE=cuda BATCH=16 tools/train_default.sh   # on a GPU (bf16 autocast)
 #   STEPS_SCALE=0.002 SEQ_SCALE=0.02 RUN_DIR=/tmp/smoke MODEL_DIR=/tmp/smoke/model tools/train_default.sh
@@ -76,7 +76,7 @@ make_split() {  # root split sequences frames seed
     touch "$root/.$2.done"
   fi
 }
-for set in data diverse flowdata scenes scenes2 scenes3 flowdata2 flowdata3; do make_split "$set" val 4 20 2; done
+for set in data diverse flowdata scenes scenes2 scenes3 flowdata2 flowdata3 flowdata4; do make_split "$set" val 4 20 2; done
 make_split data train 30 20 1        # 30 scenes x 20 frames: the first segmentor and flow
 make_split diverse train 150 4 3     # 150 new scenes
 make_split flowdata train 100 12 4   # 100 new scenes, long enough for key frames 5 back
@@ -85,6 +85,7 @@ make_split scenes2 train 1500 2 6    # 1500 new scenes
 make_split scenes3 train 2000 2 7    # 2000 new scenes
 make_split flowdata2 train 400 12 10 # 400 new 12-frame scenes for the query flow
 make_split flowdata3 train 800 12 11 # 800 more
+make_split flowdata4 train 1200 12 12 # 1200 more
 
 common() {  # data root [batch] [crop, "" for whole frames] -> the options every training command shares
   local opts=(--data "$RUN_DIR/$1" --device "$DEVICE" --threads "$THREADS" --batch-size "${2:-$BATCH}"
@@ -161,15 +162,18 @@ train flow $(full flowdata) --out "$RUN_DIR/flow9" --segmentor "$RUN_DIR/seg7" -
   --pretrain-steps 0 --steps "$(steps 4000)" --max-gap 9 --val-gap 5 --lr 1e-4
 
 # 6. New scenes for the query flow: it had seen only flowdata's 100 scenes; more steps on them
-#    no longer helped, 400 new ones did (models/README.md). flow11 / flow12: the warped-mask loss
-#    on whole frames of flowdata2, then flowdata3, each from the previous flow stage.
+#    no longer helped, 400 new ones did (models/README.md). flow11 / flow12 / flow13: the
+#    warped-mask loss on whole frames of flowdata2, flowdata3, flowdata4, each from the previous.
 # shellcheck disable=SC2046
 train flow $(full flowdata2) --out "$RUN_DIR/flow11" --segmentor "$RUN_DIR/flow9" --flow-init "$RUN_DIR/flow9" \
   --pretrain-steps 0 --steps "$(steps 3000)" --max-gap 9 --val-gap 5 --lr 1e-4
 # shellcheck disable=SC2046
 train flow $(full flowdata3) --out "$RUN_DIR/flow12" --segmentor "$RUN_DIR/flow11" --flow-init "$RUN_DIR/flow11" \
   --pretrain-steps 0 --steps "$(steps 5000)" --max-gap 9 --val-gap 5 --lr 1e-4
+# shellcheck disable=SC2046
+train flow $(full flowdata4) --out "$RUN_DIR/flow13" --segmentor "$RUN_DIR/flow12" --flow-init "$RUN_DIR/flow12" \
+  --pretrain-steps 0 --steps "$(steps 5000)" --max-gap 9 --val-gap 5 --lr 1e-4
 
 # 7. Export the graphs and model.json (weights stay out of the repository).
-mpvss export --checkpoint "$RUN_DIR/flow12" --out "$MODEL_DIR" --no-weights
+mpvss export --checkpoint "$RUN_DIR/flow13" --out "$MODEL_DIR" --no-weights
 echo "default model written to $MODEL_DIR (learning curves: $RUN_DIR/*/learning_curve.csv)"

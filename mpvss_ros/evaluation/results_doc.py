@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 METHOD_ORDER = ("per-frame", "copy", "optical-flow", "query-flow")
+UNRESOLVED = "the split cannot tell the two apart"
 
 
 def _fmt(v, digits=3):
@@ -32,6 +33,12 @@ def _comparison(report: dict, a: str, b: str, k: int) -> dict | None:
         if (c["a"], c["b"], c["interval"]) == (a, b, k):
             return c
     return None
+
+
+def _verdict(ok: bool, measured: str) -> str:
+    if ok and UNRESOLVED in measured:
+        return "yes by the point estimate; not resolved by this split"
+    return "yes" if ok else "no"
 
 
 def comparison_rows(report: dict) -> list[str]:
@@ -98,7 +105,7 @@ def targets(report: dict, bench: dict | None) -> list[tuple[str, str, bool | Non
             detail = "" if paired is None else \
                 f" (query − optical {100 * paired['miou_diff']:+.2f} points, 95 % {_interval(paired['ci95'], 100, 2, '+')}"
             if paired is not None and paired["ci95"] and paired["ci95"][0] < 0 < paired["ci95"][1]:
-                detail += ": the split cannot tell the two apart"
+                detail += ": " + UNRESOLVED
             detail += ")" if paired is not None else ""
             rows.append((f"k={k}: query flow > optical flow > copy", f"{q:.4f} / {o:.4f} / {c:.4f}{detail}", q > o > c))
     q10, o10 = m("query-flow", 10), m("optical-flow", 10)
@@ -152,7 +159,7 @@ def render(report: dict, plot_rel: str, bench: dict | None = None, notes: str = 
     rows = targets(report, bench)
     if rows:
         lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {t} | {v} | {'yes' if ok else 'no'} |" for t, v, ok in rows]
+        lines += [f"| {t} | {v} | {_verdict(ok, v)} |" for t, v, ok in rows]
         lines.append("")
     pf = idx.get(("per-frame", 1))
     if pf:
