@@ -135,8 +135,6 @@ def run_evaluate(args) -> int:
         kind = "CompressedImage" if info.compressed else "Image"
         raise CommandError(f"{info.image_topic} holds sensor_msgs/{kind} messages; "
                            f"the node cannot take them with input_transport:={transport}")
-    if not args.attach:
-        overrides["input_transport"] = needed
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report, figures = evaluate_bag(
@@ -166,8 +164,9 @@ def evaluate_bag(bag: Path, out: Path, *, info=None, params=None, overrides=None
         # large images are lost under some DDS setups); --set input_reliability:=best_effort
         # measures the camera-like QoS instead.
         overrides = {"input_reliability": "reliable", **(overrides or {})}
-        # the bag's message type decides, whatever a parameter file says
-        overrides.setdefault("input_transport", "compressed" if info.compressed else "raw")
+        # the bag's message type decides, whatever a parameter file says (run_evaluate has refused a
+        # --set that disagrees)
+        overrides["input_transport"] = "compressed" if info.compressed else "raw"
         node = NodeProcess(params=params, namespace=namespace, overrides=overrides,
                            log_path=out.with_name(out.stem + "_node.log")).start()
         if progress:

@@ -4,7 +4,8 @@ node's subscription (`ros/conversions.py`) and for images read back from bags (`
 8-bit colour and grey, packed YUV 4:2:2 as USB and many GigE cameras send it ("yuv422" is UYVY,
 "yuv422_yuy2" YUYV; "uyvy" / "yuyv" are the newer sensor_msgs names for the same layouts), and
 raw Bayer mosaics. OpenCV names a Bayer pattern by the second row's second and third pixels, so
-ROS "rggb" is OpenCV "BG" (the same table as cv_bridge's).
+ROS "rggb" is OpenCV "BG" (the same table as cv_bridge's). For sensor_msgs/CompressedImage: the
+size from a JPEG / PNG header without decoding (`compressed_size`) and the decoder.
 """
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ COMPARED = (("query-flow", "optical-flow"), ("optical-flow", "copy"))
 
 
 def _comparisons(acc: dict, intervals) -> list[dict]:
-    """Paired differences on the same sequences for the claims of the ablation."""
+    """Paired differences on the same drives for the claims of the ablation."""
     out = []
     for k in intervals:
         for a, b in COMPARED:

@@ -60,7 +60,7 @@ def _annotated(*per_drive: np.ndarray) -> list[np.ndarray]:
 
 
 def _bootstrap(statistic, drives: int, resamples: int, seed: int) -> list[float] | None:
-    """95 % BCa interval of statistic(indices (..., S)) over resampled sequence indices; None
+    """95 % BCa interval of statistic(indices (..., S)) over resampled drive indices; None
     where BCa is undefined (a statistic with no spread)."""
     from scipy.stats import bootstrap
 
@@ -73,7 +73,7 @@ def _bootstrap(statistic, drives: int, resamples: int, seed: int) -> list[float]
 
 
 def miou_interval(per_drive: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[float] | None:
-    """[low, high] 95 % interval of the pooled mIoU from per-sequence confusion matrices
+    """[low, high] 95 % interval of the pooled mIoU from per-drive confusion matrices
     (S, K, K+1); None for fewer than two annotated drives."""
     (per_drive,) = _annotated(np.asarray(per_drive))
     if per_drive.shape[0] < 2:
@@ -86,7 +86,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, 
     interval, and in how many drives a scores higher or lower on its own."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
-        raise ValueError(f"per-sequence matrices differ in shape: {a.shape} vs {b.shape}")
+        raise ValueError(f"per-drive matrices differ in shape: {a.shape} vs {b.shape}")
     a, b = _annotated(a, b)
     if a.shape[0] < 2:
         return None
