@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mpvss: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (CommandError, ValueError, OSError) as exc:  # OSError: missing, unreadable, unwritable paths
         print(f"mpvss {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

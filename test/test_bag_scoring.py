@@ -113,3 +113,12 @@ def test_an_undecodable_frame_is_scored_as_unanswered_without_a_picture():
     report = scorer.report(method="query-flow", interval=2, model={"path": "m"}, data="bag", replay={})
     assert report["answered"] == 1 and report["dropped"] == 1
     assert [s.index for s in scorer.samples] == [1]
+
+
+def test_ground_truth_outside_labelids_is_refused():
+    scorer = ReplayScorer(total_frames=1, ground_truth_frames=1)
+    outcome = _outcome(0, _map(0, 1), _map(0, 1), new_sequence=True)
+    outcome.record.label_ids = np.full((H, W), 255, np.uint8)  # trainIds' ignore sent as labelIds
+    outcome.record.name = "c_000001_000000"
+    with pytest.raises(ValueError, match="frame c_000001_000000: label id 255 is not a Cityscapes labelId"):
+        scorer.add(outcome)

@@ -1,10 +1,11 @@
 """Cityscapes layout reading/writing, label tables, KITTI flow files, datasets."""
+import cv2
 import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 
 from mpvss_ros.data import labels as L
-from mpvss_ros.data.cityscapes import CityscapesSequences, write_frame
+from mpvss_ros.data.cityscapes import CityscapesSequences, read_label_ids, write_frame
 from mpvss_ros.data.dataset import FrameDataset, PairDataset
 from mpvss_ros.data.flow_io import compose_backward, read_flow_png, write_flow_png
 
@@ -102,3 +103,44 @@ def test_pair_dataset_on_generated_data(tmp_path):
 def test_missing_split_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no image folder"):
         CityscapesSequences(tmp_path, "test")
+
+
+def _label_file(tmp_path, ids, name="x_000000_000000_gtFine_labelIds.png"):
+    path = tmp_path / name
+    assert cv2.imwrite(str(path), ids)
+    return path
+
+
+@pytest.mark.parametrize("value, dtype", [(255, np.uint8), (34, np.uint8), (263, np.uint16), (26001, np.uint16)])
+def test_label_ids_outside_cityscapes_are_refused(tmp_path, value, dtype):
+    # 255: trainIds' ignore saved as labelIds; 263: wraps to 7 (road) as uint8; 26001: an instanceIds car
+    ids = np.full((4, 8), 7, dtype)
+    ids[1, 2] = value
+    with pytest.raises(ValueError, match=f"label id {value} is not a Cityscapes labelId"):
+        read_label_ids(_label_file(tmp_path, ids))
+
+
+def test_label_ids_16bit_in_range_and_palette_png_read_as_ids(tmp_path):
+    from PIL import Image
+
+    ids = np.array([[7, 8, 26, 33], [0, 1, 24, 11]], np.uint8)
+    assert read_label_ids(_label_file(tmp_path, ids.astype(np.uint16))).tolist() == ids.tolist()
+    pal = Image.fromarray(ids, mode="L").convert("P")  # indices kept, a colour palette added
+    pal.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)])
+    path = tmp_path / "p_000000_000000_gtFine_labelIds.png"
+    pal.save(path)
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).ndim == 3  # OpenCV expands the palette
+    assert read_label_ids(path).tolist() == ids.tolist()
+    rgb = np.dstack([ids] * 3)
+    with pytest.raises(ValueError, match="single-channel, got 3 channels"):
+        read_label_ids(_label_file(tmp_path, rgb, "c_000000_000000_gtFine_labelIds.png"))
+
+
+def test_ground_truth_without_frame_image_is_listed(tmp_path):
+    img = np.zeros((8, 16, 3), np.uint8)
+    for frame in range(3):
+        write_frame(tmp_path, "val", "berlin", 1, frame, img, train_ids=np.zeros((8, 16), np.uint8))
+    (tmp_path / "leftImg8bit_sequence/val/berlin/berlin_000001_000001_leftImg8bit.png").unlink()
+    data = CityscapesSequences(tmp_path, "val")
+    assert [p.name for p in data.unmatched_labels] == ["berlin_000001_000001_gtFine_labelIds.png"]
+    assert sum(f.label_path is not None for f in data.frames()) == 2

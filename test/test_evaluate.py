@@ -7,6 +7,8 @@ import pytest
 
 from mpvss_ros.cli import main
 from mpvss_ros.data.generator import generate
+from mpvss_ros.evaluation.cityscapes_reference import main as reference_main
+from mpvss_ros.evaluation.cityscapes_reference import reference_scores
 from mpvss_ros.evaluation.evaluate import evaluate, schedule_gflops
 from mpvss_ros.evaluation.oracle import OracleRunner
 
@@ -105,27 +107,28 @@ def test_ground_truth_flow_chain_follows_each_link():
 
 
 @pytest.mark.parametrize("folder", ["copy_k5", "optical-flow_k10"])
-def test_miou_equals_cityscapesscripts_evaluator(run, folder, monkeypatch):
+def test_miou_equals_cityscapesscripts_evaluator(run, folder, tmp_path):
     data, pred, _, rows = run
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
-
-    args = cs_eval.args
-    monkeypatch.setenv("CITYSCAPES_DATASET", str(data))
-    monkeypatch.setenv("CITYSCAPES_RESULTS", str(pred / folder))  # read by getPrediction
-    for name, value in {"predictionPath": None, "predictionWalk": None, "evalInstLevelScore": False,
-                        "JSONOutput": False, "quiet": True, "cityscapesPath": str(data),
-                        "groundTruthSearch": str(data / "gtFine" / "val" / "*" / "*_gtFine_labelIds.png")}.items():
-        monkeypatch.setattr(args, name, value, raising=False)
-    gt_files = sorted(glob.glob(args.groundTruthSearch))
-    assert len(gt_files) == 34
-    predictions = [cs_eval.getPrediction(args, g) for g in gt_files]
-    result = cs_eval.evaluateImgLists(predictions, gt_files, args)
+    out = tmp_path / "reference.json"
+    # cityscapesScripts' evaluateImgLists, driven through its own getPrediction search
+    assert reference_main(["--data", str(data), "--split", "val", "--predictions", str(pred / folder),
+                           "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["frames"] == 34
     method, k = folder.rsplit("_k", 1)
     ours = rows[(method, int(k))]
-    assert ours["miou"] == pytest.approx(result["averageScoreClasses"], abs=1e-3)
+    assert 0.2 < ours["miou"] < 1.0
+    assert ours["miou"] == pytest.approx(result["miou"], abs=1e-6)
     for name, iou in ours["per_class_iou"].items():
-        theirs = result["classScores"][name]
-        assert (iou is None and np.isnan(theirs)) or iou == pytest.approx(theirs, abs=1e-6)
+        theirs = result["per_class_iou"][name]
+        assert (iou is None and theirs is None) or iou == pytest.approx(theirs, abs=1e-6)
+
+
+def test_reference_evaluator_refuses_missing_predictions(run, tmp_path):
+    data, _, _, _ = run
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="evaluator stopped"):
+        reference_scores(data, "val", tmp_path / "empty")
 
 
 class RecordingRunner(OracleRunner):
@@ -271,3 +274,52 @@ def test_intervals_resample_drives_not_snippets(tmp_path):
     assert report["data"]["sequences"] == 3
     (comparison,) = report["comparisons"]
     assert comparison["drives"] == 2
+
+
+def _small_split(root, sequences=2, size=(32, 64)):
+    generate(root, "val", sequences=sequences, frames=4, size=size, seed=3, workers=1, progress=False)
+    return root
+
+
+def test_out_directory_is_refused_before_any_work(tmp_path, capsys):
+    data = _small_split(tmp_path / "d")
+    (tmp_path / "out").mkdir()
+    code = main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--methods", "copy",
+                 "--intervals", "2", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_stray_ground_truth_size_is_a_one_line_error(tmp_path, capsys):
+    import cv2
+
+    data = _small_split(tmp_path / "d")
+    gt = sorted((data / "gtFine" / "val").glob("*/*_000001_000002_gtFine_labelIds.png"))[0]
+    cv2.imwrite(str(gt), cv2.resize(cv2.imread(str(gt), cv2.IMREAD_UNCHANGED), (128, 64),
+                                    interpolation=cv2.INTER_NEAREST))
+    code = main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--methods", "copy",
+                 "--intervals", "2", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("mpvss evaluate: error:")]
+    assert f"{gt}: ground truth 64x128 differs from 32x64" in line
+
+
+def test_report_counts_unmatched_ground_truth_and_lists_mixed_sizes(tmp_path, capsys):
+    import cv2
+
+    data = _small_split(tmp_path / "d", sequences=2)
+    images = sorted((data / "leftImg8bit_sequence" / "val").glob("*/*_leftImg8bit.png"))
+    images[0].unlink()  # sequence 0, frame 0: its ground truth stays
+    for p in images[4:]:  # sequence 1 at twice the size, image and ground truth
+        cv2.imwrite(str(p), cv2.resize(cv2.imread(str(p)), (128, 64)))
+        gt = data / "gtFine" / "val" / p.parent.name / p.name.replace("leftImg8bit", "gtFine_labelIds")
+        cv2.imwrite(str(gt), cv2.resize(cv2.imread(str(gt), cv2.IMREAD_UNCHANGED), (128, 64),
+                                        interpolation=cv2.INTER_NEAREST))
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--methods", "copy",
+                 "--intervals", "2", "--out", str(out)]) == 0
+    assert "warning: 1 ground-truth file(s)" in capsys.readouterr().out
+    info = json.loads(out.read_text())["data"]
+    assert info["unmatched_ground_truth"] == 1 and info["annotated_frames"] == 7
+    assert info["image_size"] == [32, 64] and info["image_sizes"] == [[32, 64], [64, 128]]

@@ -2,8 +2,24 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from mpvss_ros.cli import CommandError
+
+
+def output_file(path: str, flag: str = "--out") -> Path:
+    """The report file a command writes at the end, checked before the work starts (a directory
+    or an unwritable place would otherwise only fail after a long evaluation)."""
+    out = Path(path)
+    if out.is_dir():
+        raise CommandError(f"{flag} {path} is a directory; give the file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{flag} {path}: cannot create its folder ({exc.strerror or exc})") from None
+    if not out.parent.is_dir():
+        raise CommandError(f"{flag} {path}: {out.parent} is not a folder")
+    return out
 
 
 def parse_size(text: str) -> tuple[int, int]:

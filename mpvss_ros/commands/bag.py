@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
+from mpvss_ros.commands import output_file
 
 
 def add_arguments(parser) -> None:
@@ -82,6 +83,9 @@ def run_convert(args) -> int:
     print(f"wrote {summary.path}: {summary.frames} frames ({summary.ground_truth_frames} with ground truth) "
           f"in {len(summary.sequences)} sequences, {h}x{w}, {args.rate:g} Hz, {summary.duration_s:.1f} s; "
           f"{images}")
+    if summary.unmatched_ground_truth:
+        print(f"warning: {summary.unmatched_ground_truth} ground-truth file(s) under gtFine/{args.split} have no "
+              f"frame image under leftImg8bit_sequence/{args.split}; they are not in the bag")
     return 0
 
 
@@ -135,8 +139,7 @@ def run_evaluate(args) -> int:
         kind = "CompressedImage" if info.compressed else "Image"
         raise CommandError(f"{info.image_topic} holds sensor_msgs/{kind} messages; "
                            f"the node cannot take them with input_transport:={transport}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_file(args.out)
     report, figures = evaluate_bag(
         bag, out, info=info, params=args.params, overrides=overrides, attach=args.attach,
         namespace=args.node_namespace, rate_hz=args.rate, timeout_s=args.timeout,

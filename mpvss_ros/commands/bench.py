@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
-from mpvss_ros.commands import parse_int_list, parse_size
+from mpvss_ros.commands import output_file, parse_int_list, parse_size
 
 
 def add_arguments(parser) -> None:
@@ -40,6 +40,7 @@ def run(args) -> int:
     if not (model_dir / "model.json").is_file():
         raise CommandError(f"{model_dir} is not a model directory (no model.json)")
     intervals = parse_int_list(args.intervals, "--intervals")
+    out = output_file(args.out)
     providers = "auto" if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
     options = {}
     if args.backend == "onnxruntime":
@@ -76,8 +77,7 @@ def run(args) -> int:
         result["ros"] = ros
     result["peak_rss_mb"] = peak_rss_mb()
     result["model"] = str(model_dir)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(result, indent=2))
     print(f"key {result['key_ms']:.1f} ms, non-key {result['nonkey_ms']:.1f} ms "
           f"(x{result['key_over_nonkey']:.2f}; graphs alone {result['key_graph_ms']:.1f} / "
           f"{result['nonkey_graph_ms']:.1f} ms, x{result['graph_key_over_nonkey']:.2f}); per-frame {result['per_frame_fps']:.2f} FPS; "

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
-from mpvss_ros.commands import parse_int_list
+from mpvss_ros.commands import output_file, parse_int_list
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--intervals", default="1,2,5,10", help="key-frame intervals k (default 1,2,5,10)")
     parser.add_argument("--out", required=True, help="report JSON to write")
     parser.add_argument("--save-predictions", metavar="PRED_DIR", default=None,
-                        help="write PRED_DIR/<method>_k<interval>/<city>_<seq>_<frame>_pred_labelIds.png")
+                        help="write PRED_DIR/<method>_k<interval>/<city>_<seq>_<frame>_pred_labelIds.png "
+                             "for every frame with ground truth")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"],
                         help="runner backend for a model directory (default onnxruntime)")
     parser.add_argument("--max-sequences", type=int, default=None, help="score only the first N sequences")
@@ -61,12 +62,15 @@ def run(args) -> int:
     intervals = parse_int_list(args.intervals, "--intervals")
     if args.max_sequences is not None and args.max_sequences <= 0:
         raise CommandError("--max-sequences must be positive")
+    out = output_file(args.out)
     runner, info, gflops = _load_runner(args)
     report = evaluate(args.data, args.split, runner, methods, intervals, save_predictions=args.save_predictions,
                       max_sequences=args.max_sequences, model_info=info, gflops=gflops)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    unmatched = report["data"]["unmatched_ground_truth"]
+    if unmatched:
+        print(f"warning: {unmatched} ground-truth file(s) under gtFine/{args.split} have no frame image "
+              f"under leftImg8bit_sequence/{args.split}; they were not scored")
     for r in report["results"]:
         miou = "n/a" if r["miou"] is None else f"{r['miou']:.4f}"
         ms = "n/a" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.1f}"

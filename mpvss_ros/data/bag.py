@@ -78,6 +78,7 @@ class BagSummary:
     size: tuple[int, int] | None = None
     rate_hz: float = DEFAULT_RATE_HZ
     duration_s: float = 0.0
+    unmatched_ground_truth: int = 0  # gtFine files without a frame image (not in the bag)
 
 
 def write_bag(frames: Iterable[BagFrame], out: str | Path, rate_hz: float = DEFAULT_RATE_HZ,
@@ -164,15 +165,18 @@ def convert_sequences(root: str | Path, split: str, out: str | Path, rate_hz: fl
     """`mpvss bag convert`: a Cityscapes-style folder's split -> rosbag2 MCAP bag."""
     from mpvss_ros.data.cityscapes import CityscapesSequences, read_image, read_label_ids
 
-    frames = list(CityscapesSequences(root, split).frames())
+    dataset = CityscapesSequences(root, split)
+    frames = list(dataset.frames())
 
     def bag_frames() -> Iterator[BagFrame]:
         for frame in frames:
             labels = read_label_ids(frame.label_path) if frame.label_path is not None else None
             yield BagFrame(name=frame.stem, image=read_image(frame.image_path), label_ids=labels)
 
-    return write_bag(bag_frames(), out, rate_hz=rate_hz, total=len(frames), progress=progress,
-                     image_format=image_format)
+    summary = write_bag(bag_frames(), out, rate_hz=rate_hz, total=len(frames), progress=progress,
+                        image_format=image_format)
+    summary.unmatched_ground_truth = len(dataset.unmatched_labels)
+    return summary
 
 
 # ---------------------------------------------------------------------------------- reading

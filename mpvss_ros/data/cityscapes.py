@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mpvss_ros.data import flow_io
-from mpvss_ros.data.labels import label_ids_to_train_ids, train_ids_to_label_ids
+from mpvss_ros.data.labels import check_label_ids, label_ids_to_train_ids, train_ids_to_label_ids
 
 _IMAGE_RE = re.compile(r"^(?P<city>[^_]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_leftImg8bit\.png$")
 
@@ -75,12 +75,24 @@ def read_image(path) -> np.ndarray:
 
 
 def read_label_ids(path) -> np.ndarray:
+    """(H, W) uint8 Cityscapes labelIds; ValueError for values outside 0..33 or colour images."""
     ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if ids is None:
         raise FileNotFoundError(f"cannot read label image {path}")
     if ids.ndim != 2:
-        raise ValueError(f"{path}: label image must be single-channel")
-    return ids.astype(np.uint8)
+        ids = _palette_indices(path, ids.shape)
+    return check_label_ids(ids, path)
+
+
+def _palette_indices(path, shape) -> np.ndarray:
+    """Indices of a palette-mode PNG (OpenCV expands the palette to colours; PIL, like
+    cityscapesScripts, reads the indices)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode != "P":
+            raise ValueError(f"{path}: label image must be single-channel, got {shape[2]} channels ({im.mode})")
+        return np.asarray(im)
 
 
 def write_image(path, image: np.ndarray) -> None:
@@ -136,6 +148,10 @@ class CityscapesSequences:
                     run = []
                 run.append(n)
             self.sequences.append(self._sequence(city, seq, run))
+        # Ground truth whose frame image is missing cannot be scored: listed so callers can say so.
+        matched = {f.label_path for f in self.frames() if f.label_path is not None}
+        self.unmatched_labels: list[Path] = sorted(
+            p for p in (self.root / "gtFine" / split).glob("*/*_gtFine_labelIds.png") if p not in matched)
 
     def _sequence(self, city: str, seq: int, numbers: list[int]) -> Sequence:
         frames = []

@@ -21,6 +21,9 @@ TRAIN_ID_TO_LABEL_ID_LIST: tuple[int, ...] = tuple(l.id for l in _train)
 PALETTE = np.array([l.color for l in _train], dtype=np.uint8)
 TRAIN_ID_BY_NAME: dict[str, int] = {n: i for i, n in enumerate(TRAIN_CLASS_NAMES)}
 LABEL_ID_BY_NAME: dict[str, int] = {l.name: l.id for l in _CS_LABELS if l.id >= 0}
+# Ground-truth labelIds files hold 0..33 only: cityscapesScripts' json2labelImg never writes the
+# licence plate's -1, and its evaluator refuses any other value.
+MAX_LABEL_ID = max(l.id for l in _CS_LABELS)
 
 
 def _label_to_train_lut() -> np.ndarray:
@@ -43,6 +46,19 @@ TRAIN_ID_TO_LABEL_ID: np.ndarray = _train_to_label_lut()  # (256,) uint8
 # Full 256-entry colour table for train ids (ignore = black).
 _PALETTE_256 = np.zeros((256, 3), np.uint8)
 _PALETTE_256[:NUM_CLASSES] = PALETTE
+
+
+def check_label_ids(label_ids: np.ndarray, source) -> np.ndarray:
+    """Cityscapes labelIds as uint8, or ValueError naming `source` and the first value outside
+    0..33: a trainIds or instanceIds image saved as labelIds, or 16-bit values that uint8 would
+    wrap into real classes, would otherwise be scored silently wrong."""
+    ids = np.asarray(label_ids)
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi > MAX_LABEL_ID:
+            raise ValueError(f"{source}: label id {hi if hi > MAX_LABEL_ID else lo} is not a Cityscapes "
+                             f"labelId (0..{MAX_LABEL_ID}); trainIds or instanceIds saved as labelIds?")
+    return ids.astype(np.uint8, copy=False)
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.special import expit
 
 METHODS = ("per-frame", "copy", "optical-flow", "query-flow")
 
@@ -39,7 +40,7 @@ def semantic_probabilities(class_logits: np.ndarray, mask_logits: np.ndarray) ->
     c = class_logits.astype(np.float32)
     c = np.exp(c - c.max(axis=1, keepdims=True))
     c /= c.sum(axis=1, keepdims=True)
-    masks = 1.0 / (1.0 + np.exp(-mask_logits.astype(np.float32)))
+    masks = expit(mask_logits.astype(np.float32))  # no overflow warning for very negative logits
     n, h, w = masks.shape
     return (c[:, :-1].T @ masks.reshape(n, h * w)).reshape(-1, h, w)
 

@@ -74,14 +74,15 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     acc = {run: _Accumulator() for run in runs}
     input_size = tuple(int(v) for v in runner.input_size)
     total_frames = annotated = 0
-    image_size = None
+    image_sizes: dict[tuple[int, int], None] = {}  # in order of first appearance
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     from tqdm import tqdm
 
     for seq in tqdm(sequences, desc=f"evaluate {split}", unit="seq", disable=not progress):
         raw = [dataset.load_image(f) for f in seq.frames]
         gts = [dataset.load_train_ids(f) for f in seq.frames]
-        image_size = raw[0].shape[:2]
+        _check_ground_truth_sizes(seq, gts)
+        image_sizes.setdefault(raw[0].shape[:2], None)
         total_frames += len(raw)
         annotated += sum(g is not None for g in gts)
         cache = KeyFrameCache(runner, [resize_image(im, input_size) for im in raw])
@@ -127,13 +128,27 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     model.setdefault("backend", getattr(runner, "backend", None))
     model.setdefault("providers", list(getattr(runner, "providers", []) or []))
     model.setdefault("input_size", list(input_size))
-    return {
-        "results": results,
-        "comparisons": _comparisons(acc, intervals),
-        "model": model,
-        "data": {"root": str(data), "split": split, "sequences": len(sequences), "frames": total_frames,
-                 "annotated_frames": annotated, "image_size": list(image_size) if image_size else None},
-    }
+    sizes = [list(s) for s in image_sizes]
+    info = {"root": str(data), "split": split, "sequences": len(sequences), "frames": total_frames,
+            "annotated_frames": annotated, "image_size": sizes[0] if sizes else None,
+            "unmatched_ground_truth": len(dataset.unmatched_labels)}
+    if len(sizes) > 1:
+        info["image_sizes"] = sizes
+    return {"results": results, "comparisons": _comparisons(acc, intervals), "model": model, "data": info}
+
+
+def _check_ground_truth_sizes(seq, gts) -> None:
+    """One ground-truth size per sequence: predictions are resized to it and compared across
+    frames (video consistency), so a stray size is an error in the data, named here."""
+    first = None
+    for frame, gt in zip(seq.frames, gts):
+        if gt is None:
+            continue
+        if first is None:
+            first = (frame, gt.shape)
+        elif gt.shape != first[1]:
+            raise ValueError(f"{frame.label_path}: ground truth {gt.shape[0]}x{gt.shape[1]} differs from "
+                             f"{first[1][0]}x{first[1][1]} of {first[0].label_path.name} in the same sequence")
 
 
 COMPARED = (("query-flow", "optical-flow"), ("optical-flow", "copy"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from mpvss_ros.data.labels import IGNORE, NUM_CLASSES, TRAIN_CLASS_NAMES, label_ids_to_train_ids
+from mpvss_ros.data.labels import IGNORE, NUM_CLASSES, TRAIN_CLASS_NAMES, check_label_ids, label_ids_to_train_ids
 
 STRIP_FRAMES = 6
 
@@ -97,6 +97,9 @@ class ReplayScorer:
         self.timeouts += bool(getattr(outcome, "timed_out", False))
         pred = outcome.labels
         gt_ids = getattr(outcome.record, "label_ids", None)
+        if gt_ids is not None:
+            where = getattr(outcome.record, "name", None) or getattr(outcome.record, "stamp_ns", "?")
+            gt_ids = check_label_ids(gt_ids, f"/ground_truth/labels of frame {where}")
         gt = label_ids_to_train_ids(gt_ids) if gt_ids is not None else None
         if outcome.new_sequence:
             self.sequences += 1

@@ -13,7 +13,10 @@ Why BCa and not plain percentiles: resampled mIoU is biased low. A class whose g
 in few drives but which is falsely predicted in many scores IoU 0 in every resample that
 misses those few drives, so the percentile interval sits almost wholly below the estimate.
 BCa corrects for that bias and skew. With ten drives any such interval is rough: it is a
-statement about these scenes, not a guarantee. Resampling is seeded, so a report always gives
+statement about these scenes, not a guarantee. Real Cityscapes val has very uneven drives
+(frankfurt's 267 annotated frames under two sequence numbers, lindau and munster one frame per
+number): the two frankfurt drives then weigh heavily in every resample, which widens the
+interval; that is the honest cost of frames that are not independent. Resampling is seeded, so a report always gives
 the same intervals.
 """
 from __future__ import annotations
