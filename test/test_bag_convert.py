@@ -276,3 +276,53 @@ def test_jpeg_bag_keeps_colours_and_order(tmp_path):
     (record,) = bag.read_records(tmp_path / "b")
     got = record.image().astype(int)
     assert np.abs(got - image).mean() < 3 and np.abs(got - image[..., ::-1]).mean() > 30
+
+
+def _video(path, frames=12, fps=25.0, size=(48, 96)):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+    assert writer.isOpened()
+    for i in range(frames):
+        rgb = np.zeros((*size, 3), np.uint8)
+        rgb[..., 0] = 40 + 15 * i  # red ramps up frame by frame; a blue bar on the right
+        rgb[:, -16:, 2] = 200
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_video_file_converts_at_its_own_rate_in_order(tmp_path, capsys):
+    from mpvss_ros.cli import main
+
+    video = _video(tmp_path / "front cam.mp4")
+    assert main(["bag", "convert", str(video), "--out", str(tmp_path / "v"), "--quiet"]) == 0
+    assert "12 frames (0 with ground truth) in 1 sequences, 48x96, 25 Hz" in capsys.readouterr().out
+    info = bag.bag_info(tmp_path / "v")
+    assert (info.frames, info.ground_truth_frames) == (12, 0)
+    assert info.duration_s == pytest.approx(11 / 25, abs=1e-3)
+    records = list(bag.read_records(tmp_path / "v"))
+    assert [r.name for r in records] == [f"frontcam_000000_{i:06d}" for i in range(12)]
+    assert [r.new_sequence for r in records] == [True] + [False] * 11
+    for i, record in enumerate(records):
+        image = record.image()
+        assert image.shape == (48, 96, 3)
+        assert abs(float(image[:, :60, 0].mean()) - (40 + 15 * i)) < 6  # RGB order, frame order (lossy codec)
+        assert image[:, -10:, 2].mean() > 180 and image[:, :60, 2].mean() < 20
+    assert main(["bag", "convert", str(video), "--out", str(tmp_path / "v5"), "--max-frames", "5",
+                 "--rate", "10", "--quiet"]) == 0
+    info = bag.bag_info(tmp_path / "v5")
+    assert info.frames == 5 and info.duration_s == pytest.approx(0.4, abs=1e-3)
+
+
+def test_not_a_video_is_a_one_line_error(tmp_path, capsys):
+    from mpvss_ros.cli import main
+
+    (tmp_path / "notes.mp4").write_text("not a video")
+    for argv in ([str(tmp_path / "notes.mp4"), "--out", str(tmp_path / "b")],
+                 [str(tmp_path), "--out", str(tmp_path / "b2")],  # a folder needs --split
+                 [str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "b3")]):
+        assert main(["bag", "convert", *argv, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error" in err, err
+    assert not (tmp_path / "b").exists()

@@ -13,15 +13,18 @@ from mpvss_ros.commands import output_file
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="bag_command", metavar="{convert,evaluate}")
     sub.required = True
-    c = sub.add_parser("convert", help="Cityscapes-style sequences -> rosbag2 (MCAP)",
+    c = sub.add_parser("convert", help="Cityscapes-style sequences or a video file -> rosbag2 (MCAP)",
                        description="Write /camera/image_raw (rgb8; or JPEG / PNG CompressedImages on "
                        "/camera/image_raw/compressed with --image-format), /camera/camera_info, "
                        "/ground_truth/labels (mono8 labelIds, frames with ground truth only) and "
                        "/camera/sequence (frame names), stamped from the frame rate.")
-    c.add_argument("dir", metavar="DIR", help="Cityscapes-style root (leftImg8bit_sequence/, gtFine/)")
-    c.add_argument("--split", required=True, help="split to convert (e.g. val)")
+    c.add_argument("dir", metavar="DIR|VIDEO", help="Cityscapes-style root (leftImg8bit_sequence/, gtFine/), "
+                   "or a video file (mp4, avi, mkv, ...: every frame, no ground truth)")
+    c.add_argument("--split", help="split to convert (e.g. val); required for a Cityscapes-style root")
     c.add_argument("--out", required=True, metavar="BAG", help="new bag directory")
-    c.add_argument("--rate", type=float, default=17.0, metavar="HZ", help="frame rate (default 17, Cityscapes)")
+    c.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="frame rate (default: 17, the Cityscapes rate; a video's own rate)")
+    c.add_argument("--max-frames", type=int, default=None, metavar="N", help="a video's first N frames only")
     c.add_argument("--image-format", choices=("raw", "png", "jpeg"), default="raw",
                    help="raw: sensor_msgs/Image rgb8 (default); png / jpeg: sensor_msgs/CompressedImage "
                    "on /camera/image_raw/compressed, as compressed_image_transport records it (JPEG quality 95)")
@@ -66,22 +69,36 @@ def run(args) -> int:
 
 
 def run_convert(args) -> int:
-    from mpvss_ros.data.bag import convert_sequences
+    from mpvss_ros.data.bag import DEFAULT_RATE_HZ, convert_sequences
 
-    if not args.rate > 0:
+    if args.rate is not None and not args.rate > 0:
         raise CommandError(f"--rate must be positive, got {args.rate}")
+    if args.max_frames is not None and args.max_frames <= 0:
+        raise CommandError(f"--max-frames must be positive, got {args.max_frames}")
     root = Path(args.dir)
-    if not root.is_dir():
-        raise CommandError(f"not a directory: {root}")
+    if not root.exists():
+        raise CommandError(f"no such directory or video file: {root}")
     if Path(args.out).exists():
         raise CommandError(f"{args.out} exists already; choose a new bag path")
-    summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate, progress=not args.quiet,
-                                image_format=args.image_format)
+    if root.is_dir():
+        if not args.split:
+            raise CommandError("--split is required for a Cityscapes-style root (e.g. --split val)")
+        if args.max_frames is not None:
+            raise CommandError("--max-frames applies to a video file, not to a Cityscapes-style root")
+        summary = convert_sequences(root, args.split, args.out, rate_hz=args.rate or DEFAULT_RATE_HZ,
+                                    progress=not args.quiet, image_format=args.image_format)
+    else:
+        from mpvss_ros.data.video import convert_video
+
+        summary, video = convert_video(root, args.out, rate_hz=args.rate, progress=not args.quiet,
+                                       image_format=args.image_format, max_frames=args.max_frames)
+        if args.rate is None and video.fps is None:
+            print(f"warning: {root} does not state its frame rate; stamped at {summary.rate_hz:g} Hz")
     h, w = summary.size
     images = "rgb8 Images on /camera/image_raw" if args.image_format == "raw" else \
         f"{args.image_format} CompressedImages on /camera/image_raw/compressed"
     print(f"wrote {summary.path}: {summary.frames} frames ({summary.ground_truth_frames} with ground truth) "
-          f"in {len(summary.sequences)} sequences, {h}x{w}, {args.rate:g} Hz, {summary.duration_s:.1f} s; "
+          f"in {len(summary.sequences)} sequences, {h}x{w}, {summary.rate_hz:g} Hz, {summary.duration_s:.1f} s; "
           f"{images}")
     if summary.unmatched_ground_truth:
         print(f"warning: {summary.unmatched_ground_truth} ground-truth file(s) under gtFine/{args.split} have no "

@@ -95,7 +95,15 @@ class MPVSSConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "MPVSSConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and data.get("model_type") == "mask2former":
+            raise ValueError(f"{path} belongs to a transformers Mask2Former directory, not an MPVSS model: "
+                             "train the query-flow module on it (`mpvss train flow --segmentor DIR`), then "
+                             "`mpvss export` the result")
+        return cls.from_dict(data)
 
 
 def _tuples(cls, data: dict) -> dict:

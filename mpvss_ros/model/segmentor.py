@@ -36,8 +36,10 @@ class KeyFrameSegmentor(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "KeyFrameSegmentor":
-        """Load a local transformers directory; never reaches the network."""
-        from transformers import Mask2FormerForUniversalSegmentation
+        """Load a local transformers directory; never reaches the network. Classes come out in
+        Cityscapes train-id order; anything that would make outputs silently wrong is a
+        ValueError (`pretrained.py`)."""
+        from .pretrained import load_mask2former
 
         directory = Path(directory)
         if not (directory / "config.json").is_file():
@@ -45,10 +47,7 @@ class KeyFrameSegmentor(nn.Module):
         if not any(directory.glob("*.safetensors")):  # pickled *.bin weights are never loaded
             raise FileNotFoundError(f"no safetensors weights in {directory} (convert *.bin checkpoints first)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        model = Mask2FormerForUniversalSegmentation.from_pretrained(
-            str(directory), local_files_only=True, use_safetensors=True
-        )
-        return cls(model.eval())
+        return cls(load_mask2former(directory))
 
     @classmethod
     def from_config(cls, hf_config) -> "KeyFrameSegmentor":

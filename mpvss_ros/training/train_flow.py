@@ -47,10 +47,12 @@ def load_segmentor_source(path: str, image_size: tuple[int, int]) -> MPVSS:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"--segmentor {path}: no {CONFIG_NAME} (expected an MPVSS checkpoint or a "
                                 "transformers Mask2Former directory)")
-    raw = json.loads(cfg_file.read_text())
-    if raw.get("model_type") == "mask2former":
-        num_classes = len(raw.get("id2label") or {}) or 19
-        return MPVSS(MPVSSConfig(image_size=image_size, num_classes=num_classes, segmentor_path=str(directory)))
+    try:
+        raw = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--segmentor {path}: {cfg_file} is not valid JSON: {exc}") from None
+    if raw.get("model_type") == "mask2former":  # classes checked and put in train-id order on load
+        return MPVSS(MPVSSConfig(image_size=image_size, segmentor_path=str(directory)))
     model = MPVSS.load(directory)
     model.config = dataclasses.replace(model.config, image_size=image_size)
     return model

@@ -1,0 +1,103 @@
+"""A user's transformers Mask2Former directory: classes mapped by name, nothing silently wrong."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mpvss_ros.model.config import MPVSSConfig, cityscapes_train_classes, small_config, tiny_segmentor_config
+from mpvss_ros.model.mpvss import MPVSS
+from mpvss_ros.model.segmentor import KeyFrameSegmentor
+
+H, W = 64, 128
+NAMES = cityscapes_train_classes()[0]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A saved checkpoint in Cityscapes order and the same network with its classes reversed."""
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    seg = KeyFrameSegmentor.from_config(tiny_segmentor_config(small_config((H, W)).segmentor))
+    seg.save_pretrained(root / "cs")
+    seg.save_pretrained(root / "reversed")
+    weights = load_file(root / "reversed" / "model.safetensors")
+    rows = torch.tensor(list(range(18, -1, -1)) + [19])
+    for name in ("class_predictor.weight", "class_predictor.bias"):
+        weights[name] = weights[name][rows].contiguous()
+    save_file(weights, root / "reversed" / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((root / "reversed" / "config.json").read_text())
+    cfg["id2label"] = {str(i): n.replace(" ", "_").upper() for i, n in enumerate(reversed(NAMES))}
+    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+    (root / "reversed" / "config.json").write_text(json.dumps(cfg))
+    return root, seg
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_classes_in_another_order_are_mapped_by_name(source):
+    root, seg = source
+    loaded = KeyFrameSegmentor.from_pretrained(root / "reversed")
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        a, b = seg(x), loaded(x)
+    assert torch.allclose(a.class_logits, b.class_logits, atol=1e-6)  # same logits, train-id order
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-6)
+    assert [loaded.config.id2label[i] for i in range(19)] == NAMES
+    cfg = small_config((H, W))
+    cfg.segmentor, cfg.segmentor_path = None, str(root / "reversed")
+    assert MPVSS(cfg).class_names == NAMES
+
+
+def test_other_label_sets_are_refused(source, tmp_path):
+    root, _ = source
+    d = _copy(root / "cs", tmp_path / "ade")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(["wall", "building", "sky", "floor", "tree"] + NAMES[5:])}
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"19 classes \(wall, building, sky, floor, \.\.\.\) are not the 19 Cityscapes"):
+        KeyFrameSegmentor.from_pretrained(d)
+
+
+def test_weights_that_do_not_fit_are_refused(source, tmp_path):
+    root, _ = source
+    d = _copy(root / "cs", tmp_path / "prefixed")
+    weights = load_file(d / "model.safetensors")
+    save_file({f"sem_seg_head.{k}": v for k, v in weights.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="weights do not fit its config.json .*refusing to leave them at random"):
+        KeyFrameSegmentor.from_pretrained(d)
+    d = _copy(root / "cs", tmp_path / "truncated")
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="cannot load it as a Mask2Former checkpoint"):
+        KeyFrameSegmentor.from_pretrained(d)
+
+
+@pytest.mark.parametrize("processor, ok", [
+    ({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}, False),
+    ({"do_rescale": False, "image_mean": [123.675, 116.28, 103.53], "image_std": [58.395, 57.12, 57.375]}, True),
+    ({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}, True),
+    ({"do_normalize": False}, False),
+])
+def test_image_processor_must_normalise_like_imagenet(source, tmp_path, processor, ok):
+    root, _ = source
+    d = _copy(root / "cs", tmp_path / "proc")
+    (d / "preprocessor_config.json").write_text(json.dumps(processor))
+    if ok:
+        assert KeyFrameSegmentor.from_pretrained(d).num_classes == 19
+    else:
+        with pytest.raises(ValueError, match="ImageNet statistics on 0..255 input"):
+            KeyFrameSegmentor.from_pretrained(d)
+
+
+def test_transformers_directory_given_as_an_mpvss_model_says_what_to_do(source):
+    root, _ = source
+    with pytest.raises(ValueError, match=r"not an MPVSS model: train the query-flow module on it"):
+        MPVSS.load(root / "cs")
+    with pytest.raises(ValueError, match="not an MPVSS model"):
+        MPVSSConfig.load(root / "cs" / "config.json")
