@@ -118,7 +118,6 @@ def test_last_row_without_padding_is_accepted():
     (dict(height=0), "empty image 7x0"),
     (dict(step=20), "step 20 is smaller than width*channels = 21 for rgb8"),
     (dict(data=bytes(50)), "data has 50 bytes, 7x5 rgb8 with step 21 needs 105"),
-    (dict(is_bigendian=True), "big-endian images are not supported"),
 ])
 def test_bad_images_raise_one_line_reasons(change, reason):
     msg = _msg(RGB, "rgb8")
@@ -127,6 +126,12 @@ def test_bad_images_raise_one_line_reasons(change, reason):
     with pytest.raises(C.ImageError) as err:
         C.image_to_rgb(msg)
     assert str(err.value) == reason
+
+
+def test_big_endian_flag_is_meaningless_for_8_bit_channels():
+    msg = _msg(RGB, "rgb8")
+    msg.is_bigendian = True  # some drivers set it; cv_bridge ignores it for 8-bit encodings
+    np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
 
 
 def test_max_pixels():

@@ -225,9 +225,9 @@ def stop_process(proc) -> None:
     stop(proc, timeout_s=15.0)
 
 
-def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False) -> list[str]:
+def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0) -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s)]
     if autostart:
         cmd.append("--autostart")
     return cmd + ["--ros-args", *ros_args]
@@ -240,7 +240,14 @@ def _main(argv: list[str]) -> int:
     own, ros = (argv[: argv.index("--ros-args")], argv[argv.index("--ros-args"):]) \
         if "--ros-args" in argv else (argv, [])
     delay = float(own[own.index("--delay") + 1]) if "--delay" in own else 0.0
-    factory = lambda model_dir, **kw: ScriptedRunner(delay_s=delay)  # noqa: E731
+    load_s = float(own[own.index("--load-delay") + 1]) if "--load-delay" in own else 0.0
+
+    def factory(model_dir, **kw):
+        if load_s:  # a large model loading: configure takes this long
+            print("loading the model", flush=True)
+            time.sleep(load_s)
+        return ScriptedRunner(delay_s=delay)
+
     return run(["scripted_node"] + ros, autostart="--autostart" in own, runner_factory=factory)
 
 

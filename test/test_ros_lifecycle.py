@@ -117,3 +117,65 @@ def test_bad_parameter_values_fail_configure_or_are_rejected(client, spawn, tmp_
     assert not res.successful and "backend must be one of onnxruntime, torch" in res.reason
     assert all(r.successful for r in client.set_parameters(overlay_alpha=0.3))
     assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
+    # with a model loaded, an unknown class is refused now rather than at the next configure
+    (res,) = client.set_parameters(confidence_classes=["unicorn"])
+    assert not res.successful and "confidence_classes: unknown class 'unicorn'" in res.reason
+    assert all(r.successful for r in client.set_parameters(confidence_classes=["car"]))
+    wait_for(lambda: "confidence_classes: set; takes effect at the next configure" in node.log_text(),
+             what="the deferred parameter in the log")
+
+
+def test_services_answer_while_a_frame_is_in_inference(client, spawn, tmp_path):
+    """Parameter, lifecycle and key-frame services never wait for the inference in progress; the
+    schedule change and the key-frame request reach the next frame."""
+    import time
+
+    from mpvss_ros.msg import ClassStats
+
+    node = spawn(node_command("-p", f"model:={tmp_path}", "-r", "image:=/image", delay_s=4.0, autostart=True),
+                 name="node")
+    wait_for(lambda: client.get_state() == "active", 60, "node active")
+    stats_topic = f"{NODE}/class_stats"
+    client.subscribe(stats_topic, ClassStats)
+    client.wait_matched(stats_topic)
+    pub = client.image_publisher("/image")
+    wait_for(lambda: pub.get_subscription_count() > 0, 30, "the node's subscription")
+
+    def answered(sec):
+        return [m for m in client.messages(stats_topic) if m.header.stamp.sec == sec]
+
+    pub.publish(rgb_image_msg(_frame(13), 1.0))
+    time.sleep(1.0)  # the worker has taken it and sleeps in the runner for 4 s
+    assert all(r.successful for r in client.set_parameters(schedule__interval=50))
+    assert client.get_state() == "active"
+    assert client.request_key_frame().success
+    assert not answered(1)  # all three replies came while frame 1 was still in inference
+    first = wait_for(lambda: answered(1), 30, "frame 1's result")[0]
+    assert first.key_frame  # the first frame after activation
+    second = client.send_and_wait(pub, rgb_image_msg(_frame(26), 2.0), stats_topic)
+    assert second.key_frame  # the request, applied before frame 2
+    third = client.send_and_wait(pub, rgb_image_msg(_frame(39), 3.0), stats_topic)
+    assert not third.key_frame
+    wait_for(lambda: "schedule now" in node.log_text() and "interval=50" in node.log_text(), 30,
+             "the schedule change in the log")
+
+
+def test_diagnostics_run_on_wall_time_under_sim_time(client, spawn, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    client.subscribe("/diagnostics", DiagnosticArray)
+    # use_sim_time and no /clock at all (a bag not yet playing): health output still comes
+    spawn(node_command("-p", f"model:={tmp_path}", "-p", "use_sim_time:=true", "-p", "diagnostics_period_s:=0.5",
+                       autostart=True), name="node")
+    wait_for(lambda: len(client.messages("/diagnostics")) >= 3, 60, "three /diagnostics messages")
+
+
+def test_sigterm_while_the_model_loads_is_a_clean_exit(spawn, tmp_path, ros_domain):
+    import signal
+
+    node = spawn(node_command("-p", f"model:={tmp_path}", autostart=True, load_s=8.0), name="node")
+    wait_for(lambda: "loading the model" in node.log_text(), 60, "configure under way")
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(60) == 0
+    # (rclpy's lifecycle itself may still log that it could not complete the transition)
+    assert "configure failed" not in node.log_text() and "Traceback" not in node.log_text()

@@ -166,14 +166,12 @@ def _bad(kind: str) -> Image:
         msg.data = b""
     elif kind == "huge":
         msg.height, msg.width = 100_000, 100_000
-    elif kind == "bigendian":
-        msg.is_bigendian = True
     return msg
 
 
 def test_bad_frames_are_counted_skipped_and_logged(node):
     node.subscribe("/diagnostics", DiagnosticArray)
-    kinds = ["encoding", "step", "short", "empty", "huge", "bigendian"]
+    kinds = ["encoding", "step", "short", "empty", "huge"]
 
     def diag_with_bad(n):
         msgs = node.messages("/diagnostics")
@@ -182,7 +180,7 @@ def test_bad_frames_are_counted_skipped_and_logged(node):
     wait_for(lambda: diag_with_bad(0), 30, "/diagnostics")
     reasons = {"encoding": "unsupported encoding 'nv21'", "step": "step 100 is smaller than "
                "width*channels = 240", "short": "data has 1000 bytes", "empty": "empty image 0x0",
-               "huge": "more than max_image_pixels=16777216", "bigendian": "big-endian"}
+               "huge": "more than max_image_pixels=16777216"}
     for i, kind in enumerate(kinds):  # one at a time: each is counted, its reason reported
         node.pub.publish(_bad(kind))
         diag = wait_for(lambda: diag_with_bad(i + 1), 30, f"bad frame {kind} counted")

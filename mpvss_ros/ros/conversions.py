@@ -47,8 +47,8 @@ def check_image(msg: Image, max_pixels: int) -> None:
     if msg.height * msg.width > max_pixels:
         raise ImageError(f"image {msg.width}x{msg.height} has more than max_image_pixels={max_pixels} "
                          "pixels", "size")
-    if msg.is_bigendian:
-        raise ImageError("big-endian images are not supported", "endianness")
+    # is_bigendian is ignored, as cv_bridge does for these: every supported encoding has 8-bit
+    # channels, where byte order means nothing
     problem = size_problem(enc, msg.height, msg.width)
     if problem:
         raise ImageError(problem, "odd size")

@@ -116,3 +116,23 @@ def diagnostic_array(stamp, name: str, snapshot: dict, pending: int, backend: st
 def values_of(status: DiagnosticStatus) -> dict[str, str]:
     """KeyValue list -> dict (for clients and tests)."""
     return {kv.key: kv.value for kv in status.values}
+
+
+class LogThrottle:
+    """At most one log line per key per period: a camera streaming an unsupported encoding at
+    30 Hz logs once every few seconds, and cannot hide a different problem (another key)."""
+
+    def __init__(self, period_s: float, max_keys: int = 64):
+        self._period, self._max = period_s, max_keys
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self._period) < self._period:
+                return False
+            if len(self._last) >= self._max:  # keys come from senders: keep the table bounded
+                self._last.clear()
+            self._last[key] = now
+            return True

@@ -22,8 +22,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
@@ -31,9 +31,9 @@ from mpvss_ros.data.labels import PALETTE
 from mpvss_ros.ros import params as P
 from mpvss_ros.ros.conversions import (ImageError, check_compressed, check_image, decode_compressed, image_to_rgb,
                                        stamp_to_seconds)
-from mpvss_ros.ros.diagnostics import FrameStats, diagnostic_array
+from mpvss_ros.ros.diagnostics import FrameStats, LogThrottle, diagnostic_array
 from mpvss_ros.ros.publishers import OUTPUT_QOS, OutputPublishers
-from mpvss_ros.ros.worker import Mailbox, Worker
+from mpvss_ros.ros.worker import Controls, Mailbox, Worker
 from mpvss_ros.runtime.schedule import KeyFrameSchedule
 from mpvss_ros.runtime.segmenter import VideoSegmenter
 
@@ -41,26 +41,6 @@ NODE_NAME = "mpvss_segmenter"
 RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=, device=) -> Runner
 _THROTTLE_S = 5.0
 _SHUTDOWN_JOIN_S = 10.0  # a frame still in inference after this is abandoned (daemon thread)
-
-
-class _LogThrottle:
-    """At most one log line per key per period: a camera streaming an unsupported encoding at
-    30 Hz logs once every few seconds, and cannot hide a different problem (another key)."""
-
-    def __init__(self, period_s: float, max_keys: int = 64):
-        self._period, self._max = period_s, max_keys
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def ready(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(key, -self._period) < self._period:
-                return False
-            if len(self._last) >= self._max:  # keys come from senders: keep the table bounded
-                self._last.clear()
-            self._last[key] = now
-            return True
 
 
 def create_default_runner(model_dir, *, backend: str, providers, threads: int, device: str):
@@ -83,7 +63,9 @@ class SegmenterNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._live = {s.name: s.default for s in P.SPECS if s.live}
-        self._segment_lock = threading.Lock()  # VideoSegmenter vs. run-time schedule changes
+        self._segment_lock = threading.Lock()  # the worker's VideoSegmenter vs. (re)configure
+        self._controls = Controls()  # services -> worker, applied between frames
+        self._last_header_stamp = None
         self._segmenter: VideoSegmenter | None = None
         self._runner = None
         self._model_dir = ""
@@ -96,7 +78,7 @@ class SegmenterNode(LifecycleNode):
         self._stats = FrameStats()
         self._config: dict[str, Any] = {}
         self.last_error = ""
-        self._throttle = _LogThrottle(_THROTTLE_S)
+        self._throttle = LogThrottle(_THROTTLE_S)
         self.create_service(Trigger, "~/request_key_frame", self._on_request_key_frame)
 
     # ----------------------------------------------------------------- transitions
@@ -110,10 +92,13 @@ class SegmenterNode(LifecycleNode):
         try:
             self._configure()
         except Exception as exc:  # the reason goes to the log; the node stays usable
+            self._release()
+            if not self.context.ok():  # SIGINT/SIGTERM while the model loaded: a shutdown, not a fault
+                self.last_error = "shut down while configuring"
+                return TransitionCallbackReturn.FAILURE
             self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(
                 exc, (ValueError, OSError)) else str(exc)
             self.get_logger().error(f"configure failed: {self.last_error}")
-            self._release()
             return TransitionCallbackReturn.FAILURE
         self.last_error = ""
         r = self._runner
@@ -135,16 +120,16 @@ class SegmenterNode(LifecycleNode):
         self._worker = Worker(self._mailbox, self._process, self._on_worker_error)
         self._worker.start()
         cfg = self._config
-        qos = qos_profile_sensor_data if cfg["input_reliability"] == "best_effort" else QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        qos = QoSProfile(history=qos.history, depth=cfg["input_depth"],
-                         reliability=qos.reliability, durability=qos.durability)
+        qos = P.input_qos(cfg["input_reliability"], cfg["input_depth"])
         if cfg["input_transport"] == "compressed":  # image_transport's name: <resolved base>/compressed
             self._subscription = self.create_subscription(
                 CompressedImage, self.resolve_topic_name("image") + "/compressed", self._on_image, qos)
         else:
             self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
-        self._diag_timer = self.create_timer(cfg["diagnostics_period_s"], self._publish_diagnostics)
+        # wall time, as the parameter says: under use_sim_time a paused bag must not silence health
+        # output, nor a fast replay flood it
+        self._diag_timer = self.create_timer(cfg["diagnostics_period_s"], self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
         if cfg["input_reliability"] == "best_effort" and \
                 os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() == "LOCALHOST" and \
@@ -198,6 +183,7 @@ class SegmenterNode(LifecycleNode):
         classes = P.resolve_confidence_classes(values["confidence_classes"], list(runner.class_names))
         self._segmenter = VideoSegmenter(runner, KeyFrameSchedule(settings),
                                          output_size=values["output_resolution"])
+        self._controls.take()  # changes made before this configure are in `settings` already
         self._outputs = OutputPublishers(self, runner.class_names, classes)
         self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._config = values
@@ -267,12 +253,24 @@ class SegmenterNode(LifecycleNode):
         else:
             rgb = image_to_rgb(msg)
         with self._segment_lock:
-            if self._segmenter is None:
+            segmenter = self._segmenter
+            if segmenter is None:
                 return
-            result = self._segmenter.process(rgb, stamp_to_seconds(msg.header.stamp),
-                                             stream=msg.header.frame_id)
+            schedule, key_requested = self._controls.take()
+            if schedule:
+                segmenter.schedule.update(**schedule)
+                self.get_logger().info(f"schedule now {segmenter.schedule.settings}")
+            if key_requested:
+                segmenter.request_key_frame()
+            result = segmenter.process(rgb, stamp_to_seconds(msg.header.stamp), stream=msg.header.frame_id)
         if result.reset_reason:
             self.get_logger().info(f"key-frame state reset: {result.reset_reason}")
+        elif not result.key_frame and segmenter.schedule.settings.mode == "timer" and \
+                msg.header.stamp == self._last_header_stamp and self._throttle.ready("timer stamps"):
+            self.get_logger().warning(
+                "schedule.mode timer: frames carry the same header stamp, so message time does not "
+                "advance and no key frame comes until it does (stamp the images, or use interval)")
+        self._last_header_stamp = msg.header.stamp
         outputs = self._outputs
         if outputs is None:
             return
@@ -304,12 +302,10 @@ class SegmenterNode(LifecycleNode):
 
     # ----------------------------------------------------------------- services, parameters
     def _on_request_key_frame(self, request, response):
-        with self._segment_lock:
-            segmenter = self._segmenter
-            if segmenter is None:
-                response.success, response.message = False, "not configured: no model loaded"
-                return response
-            segmenter.request_key_frame()
+        if self._segmenter is None:
+            response.success, response.message = False, "not configured: no model loaded"
+            return response
+        self._controls.request_key_frame()  # the worker applies it before the next frame
         response.success, response.message = True, "the next frame will be a key frame"
         return response
 
@@ -323,6 +319,12 @@ class SegmenterNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"{p.name} {reason}")
             if p.name in P.SPEC_BY_NAME:
                 changes[p.name] = P.coerce(p.name, p.value)
+        runner = self._runner
+        if "confidence_classes" in changes and runner is not None:  # known now: refuse, not at configure
+            try:
+                P.resolve_confidence_classes(changes["confidence_classes"], list(runner.class_names))
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         schedule = {n: P.coerce(n, self.get_parameter(n).value) for n in P.SPEC_BY_NAME
                     if n.startswith(P.SCHEDULE_PREFIX)}
         schedule.update({k: v for k, v in changes.items() if k.startswith(P.SCHEDULE_PREFIX)})
@@ -338,13 +340,14 @@ class SegmenterNode(LifecycleNode):
             return
         live = {p.name: P.coerce(p.name, p.value) for p in parameters
                 if p.name in P.SPEC_BY_NAME and P.SPEC_BY_NAME[p.name].live}
+        later = [p.name for p in parameters if p.name in P.SPEC_BY_NAME and not P.SPEC_BY_NAME[p.name].live]
+        if later and self._runner is not None:
+            self.get_logger().info(f"{', '.join(later)}: set; takes effect at the next configure")
         self._live.update(live)
         schedule = {k[len(P.SCHEDULE_PREFIX):]: v for k, v in live.items()
                     if k.startswith(P.SCHEDULE_PREFIX)}
-        with self._segment_lock:
-            if schedule and self._segmenter is not None:
-                self._segmenter.schedule.update(**schedule)
-                self.get_logger().info(f"schedule now {self._segmenter.schedule.settings}")
+        if schedule:  # configure builds the schedule from the parameters; active frames get it here
+            self._controls.update_schedule(**schedule)
         if "label_format" in live and self._outputs is not None:
             self._outputs.publish_label_info(PALETTE, live["label_format"], self._model_dir)
 
@@ -365,10 +368,15 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     node = SegmenterNode(runner_factory=runner_factory)
     try:
         if autostart:
+            # a signal during start-up shuts the context down under the transition: exit quietly
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                if not rclpy.ok():
+                    return 0
                 print(f"mpvss node: error: configure failed: {node.last_error}", file=sys.stderr)
                 return 1
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                if not rclpy.ok():
+                    return 0
                 print("mpvss node: error: activate failed", file=sys.stderr)
                 return 1
         # One executor thread is enough: callbacks only post frames; inference has its own thread.

@@ -209,3 +209,12 @@ def resolve_model_dir(param: str) -> Path:
         raise NotADirectoryError(f"model path is not a directory: {path}"
                                  + (f" (-> {real})" if real != path else ""))
     return real
+
+
+def input_qos(reliability: str, depth: int):
+    """The image subscription's QoS: the sensor-data profile (best effort), or reliable, at `depth`."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    base = qos_profile_sensor_data if reliability == "best_effort" else QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    return QoSProfile(history=base.history, depth=depth, reliability=base.reliability, durability=base.durability)

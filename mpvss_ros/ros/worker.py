@@ -87,3 +87,30 @@ class Worker:
                 self._handle(item)
             except Exception as exc:  # keep serving frames; the node logs (throttled)
                 self._on_error(exc)
+
+
+class Controls:
+    """Schedule changes and key-frame requests from service callbacks, handed to the worker.
+
+    The worker applies them before its next frame, so a parameter or key-frame service returns at
+    once instead of waiting for the inference in progress (which holds the segmenter)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._schedule: dict[str, Any] = {}
+        self._key_frame = False
+
+    def update_schedule(self, **settings: Any) -> None:
+        with self._lock:
+            self._schedule.update(settings)
+
+    def request_key_frame(self) -> None:
+        with self._lock:
+            self._key_frame = True
+
+    def take(self) -> tuple[dict[str, Any], bool]:
+        """(schedule changes, key frame requested) since the last call; both reset."""
+        with self._lock:
+            schedule, key = self._schedule, self._key_frame
+            self._schedule, self._key_frame = {}, False
+            return schedule, key
