@@ -303,6 +303,7 @@ def test_stray_ground_truth_size_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("mpvss evaluate: error:")]
     assert f"{gt}: ground truth 64x128 differs from 32x64" in line
+    assert "evaluate val" not in err  # refused before the first sequence was run
 
 
 def test_report_counts_unmatched_ground_truth_and_lists_mixed_sizes(tmp_path, capsys):

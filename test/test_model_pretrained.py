@@ -15,21 +15,23 @@ NAMES = cityscapes_train_classes()[0]
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    """A saved checkpoint in Cityscapes order and the same network with its classes reversed."""
+    """A saved checkpoint in Cityscapes order and the same network with its classes in another
+    order (a cyclic shift: not its own inverse, so an inverted mapping would show)."""
     root = tmp_path_factory.mktemp("hf")
     torch.manual_seed(0)
     seg = KeyFrameSegmentor.from_config(tiny_segmentor_config(small_config((H, W)).segmentor))
     seg.save_pretrained(root / "cs")
-    seg.save_pretrained(root / "reversed")
-    weights = load_file(root / "reversed" / "model.safetensors")
-    rows = torch.tensor(list(range(18, -1, -1)) + [19])
+    seg.save_pretrained(root / "shifted")
+    weights = load_file(root / "shifted" / "model.safetensors")
+    shift = [(j + 3) % 19 for j in range(19)]  # the checkpoint's class j is Cityscapes class shift[j]
+    rows = torch.tensor(shift + [19])  # "no object" stays last
     for name in ("class_predictor.weight", "class_predictor.bias"):
         weights[name] = weights[name][rows].contiguous()
-    save_file(weights, root / "reversed" / "model.safetensors", metadata={"format": "pt"})
-    cfg = json.loads((root / "reversed" / "config.json").read_text())
-    cfg["id2label"] = {str(i): n.replace(" ", "_").upper() for i, n in enumerate(reversed(NAMES))}
+    save_file(weights, root / "shifted" / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((root / "shifted" / "config.json").read_text())
+    cfg["id2label"] = {str(j): NAMES[t].replace(" ", "_").upper() for j, t in enumerate(shift)}
     cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
-    (root / "reversed" / "config.json").write_text(json.dumps(cfg))
+    (root / "shifted" / "config.json").write_text(json.dumps(cfg))
     return root, seg
 
 
@@ -42,7 +44,7 @@ def _copy(src, dst):
 
 def test_classes_in_another_order_are_mapped_by_name(source):
     root, seg = source
-    loaded = KeyFrameSegmentor.from_pretrained(root / "reversed")
+    loaded = KeyFrameSegmentor.from_pretrained(root / "shifted")
     x = torch.randn(1, 3, H, W)
     with torch.no_grad():
         a, b = seg(x), loaded(x)
@@ -50,7 +52,7 @@ def test_classes_in_another_order_are_mapped_by_name(source):
     assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-6)
     assert [loaded.config.id2label[i] for i in range(19)] == NAMES
     cfg = small_config((H, W))
-    cfg.segmentor, cfg.segmentor_path = None, str(root / "reversed")
+    cfg.segmentor, cfg.segmentor_path = None, str(root / "shifted")
     assert MPVSS(cfg).class_names == NAMES
 
 
@@ -69,7 +71,14 @@ def test_weights_that_do_not_fit_are_refused(source, tmp_path):
     d = _copy(root / "cs", tmp_path / "prefixed")
     weights = load_file(d / "model.safetensors")
     save_file({f"sem_seg_head.{k}": v for k, v in weights.items()}, d / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ValueError, match="weights do not fit its config.json .*refusing to leave them at random"):
+    with pytest.raises(ValueError, match="weights lack .* of the model's parameters .*refusing to leave them at random"):
+        KeyFrameSegmentor.from_pretrained(d)
+    d = _copy(root / "cs", tmp_path / "wider")
+    weights = load_file(d / "model.safetensors")
+    for name in ("class_predictor.weight", "class_predictor.bias"):  # 151 classes in the file
+        weights[name] = torch.zeros((152,) + tuple(weights[name].shape[1:]))
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"2 weights have other shapes .*class_predictor\.(weight|bias) \(\(152"):
         KeyFrameSegmentor.from_pretrained(d)
     d = _copy(root / "cs", tmp_path / "truncated")
     data = (d / "model.safetensors").read_bytes()
@@ -78,11 +87,30 @@ def test_weights_that_do_not_fit_are_refused(source, tmp_path):
         KeyFrameSegmentor.from_pretrained(d)
 
 
+def test_buffers_the_model_rebuilds_may_be_extra_or_absent(source, tmp_path):
+    """transformers 4.x saved Swin's relative_position_index; 5.x neither saves nor expects it."""
+    root, seg = source
+    d = _copy(root / "cs", tmp_path / "old_format")
+    weights = load_file(d / "model.safetensors")
+    tables = [k for k in weights if k.endswith("attention.self.relative_position_bias_table")]
+    assert tables
+    for k in tables:
+        weights[k.replace("relative_position_bias_table", "relative_position_index")] = torch.zeros(16, 16, dtype=torch.int64)
+    weights.pop("criterion.empty_weight", None)
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    loaded = KeyFrameSegmentor.from_pretrained(d)
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        assert torch.allclose(seg(x).mask_logits, loaded(x).mask_logits, atol=1e-6)
+
+
 @pytest.mark.parametrize("processor, ok", [
     ({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}, False),
     ({"do_rescale": False, "image_mean": [123.675, 116.28, 103.53], "image_std": [58.395, 57.12, 57.375]}, True),
     ({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}, True),
     ({"do_normalize": False}, False),
+    ({"image_mean": None, "image_std": None}, True),  # null: the processor's ImageNet defaults
+    ({"image_mean": 0.5, "image_std": 0.5}, False),  # one value for every channel
 ])
 def test_image_processor_must_normalise_like_imagenet(source, tmp_path, processor, ok):
     root, _ = source
@@ -93,6 +121,15 @@ def test_image_processor_must_normalise_like_imagenet(source, tmp_path, processo
     else:
         with pytest.raises(ValueError, match="ImageNet statistics on 0..255 input"):
             KeyFrameSegmentor.from_pretrained(d)
+
+
+@pytest.mark.parametrize("processor", [{"rescale_factor": 0}, {"image_mean": [0.5, 0.5]}, {"image_std": "wide"}])
+def test_unreadable_image_processor_is_a_one_line_error(source, tmp_path, processor):
+    root, _ = source
+    d = _copy(root / "cs", tmp_path / "proc")
+    (d / "preprocessor_config.json").write_text(json.dumps(processor))
+    with pytest.raises(ValueError, match="not an image processor configuration this package can read"):
+        KeyFrameSegmentor.from_pretrained(d)
 
 
 def test_transformers_directory_given_as_an_mpvss_model_says_what_to_do(source):

@@ -1,6 +1,7 @@
 """Sub-commands of `mpvss`; each module has add_arguments(parser) and run(args) -> int."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def output_file(path: str, flag: str = "--out") -> Path:
         raise CommandError(f"{flag} {path}: cannot create its folder ({exc.strerror or exc})") from None
     if not out.parent.is_dir():
         raise CommandError(f"{flag} {path}: {out.parent} is not a folder")
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CommandError(f"{flag} {path}: not writable")
     return out
 
 

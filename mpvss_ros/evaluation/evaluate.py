@@ -75,13 +75,14 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     input_size = tuple(int(v) for v in runner.input_size)
     total_frames = annotated = 0
     image_sizes: dict[tuple[int, int], None] = {}  # in order of first appearance
+    for seq in sequences:  # before any work: a stray file in the last sequence must not cost a run
+        _check_ground_truth_sizes(seq)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     from tqdm import tqdm
 
     for seq in tqdm(sequences, desc=f"evaluate {split}", unit="seq", disable=not progress):
         raw = [dataset.load_image(f) for f in seq.frames]
         gts = [dataset.load_train_ids(f) for f in seq.frames]
-        _check_ground_truth_sizes(seq, gts)
         image_sizes.setdefault(raw[0].shape[:2], None)
         total_frames += len(raw)
         annotated += sum(g is not None for g in gts)
@@ -137,17 +138,22 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
     return {"results": results, "comparisons": _comparisons(acc, intervals), "model": model, "data": info}
 
 
-def _check_ground_truth_sizes(seq, gts) -> None:
+def _check_ground_truth_sizes(seq) -> None:
     """One ground-truth size per sequence: predictions are resized to it and compared across
-    frames (video consistency), so a stray size is an error in the data, named here."""
+    frames (video consistency), so a stray size is an error in the data, named here. Reads the
+    PNG headers only."""
+    from PIL import Image
+
     first = None
-    for frame, gt in zip(seq.frames, gts):
-        if gt is None:
+    for frame in seq.frames:
+        if frame.label_path is None:
             continue
+        with Image.open(frame.label_path) as im:
+            w, h = im.size
         if first is None:
-            first = (frame, gt.shape)
-        elif gt.shape != first[1]:
-            raise ValueError(f"{frame.label_path}: ground truth {gt.shape[0]}x{gt.shape[1]} differs from "
+            first = (frame, (h, w))
+        elif (h, w) != first[1]:
+            raise ValueError(f"{frame.label_path}: ground truth {h}x{w} differs from "
                              f"{first[1][0]}x{first[1][1]} of {first[0].label_path.name} in the same sequence")
 
 

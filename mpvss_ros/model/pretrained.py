@@ -49,16 +49,27 @@ def load_mask2former(directory: Path):
     check_image_processor(directory)
     try:
         with _quiet_transformers():
+            # mismatched shapes are loaded as "mismatched_keys" (reported below with the shapes)
+            # rather than raised as an error that points at the load report we keep quiet
             model, info = Mask2FormerForUniversalSegmentation.from_pretrained(
-                str(directory), local_files_only=True, use_safetensors=True, output_loading_info=True)
-    except Exception as exc:  # a user's files: truncated weights, shapes that do not fit, bad JSON
+                str(directory), local_files_only=True, use_safetensors=True, output_loading_info=True,
+                ignore_mismatched_sizes=True)
+    except Exception as exc:  # a user's files: truncated weights, bad JSON, an unknown architecture
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{directory}: cannot load it as a Mask2Former checkpoint: {first}") from None
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(str(k) for k in (info.get(kind) or []))
-        if keys:
-            raise ValueError(f"{directory}: its weights do not fit its config.json ({len(keys)} "
-                             f"{kind.replace('_', ' ')}, e.g. {keys[0]}); refusing to leave them at random values")
+    mismatched = list(info.get("mismatched_keys") or [])
+    if mismatched:
+        key, *shapes = mismatched[0] if isinstance(mismatched[0], (tuple, list)) else (mismatched[0],)
+        detail = f" ({' in the file, '.join(str(tuple(x)) for x in shapes)} in the model)" if len(shapes) == 2 else ""
+        raise ValueError(f"{directory}: {len(mismatched)} weights have other shapes than its config.json "
+                         f"gives, e.g. {key}{detail}")
+    # Only parameters matter: buffers the model rebuilds (Swin's relative_position_index, saved by
+    # transformers 4.x and not by 5.x; the criterion's empty_weight) may be absent or extra.
+    params = {name for name, _ in model.named_parameters()}
+    missing = sorted(str(k) for k in (info.get("missing_keys") or []) if str(k) in params)
+    if missing:
+        raise ValueError(f"{directory}: its weights lack {len(missing)} of the model's parameters (e.g. "
+                         f"{missing[0]}); refusing to leave them at random values")
     order = cityscapes_order(model.config.id2label, directory)
     if order is not None:
         permute_classes(model, order)
@@ -102,18 +113,34 @@ def check_image_processor(directory: Path) -> None:
         return
     try:
         cfg = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
-    scale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
-    if cfg.get("do_normalize", True):
-        mean, std = cfg.get("image_mean", IMAGENET_MEAN_01), cfg.get("image_std", IMAGENET_STD_01)
-    else:
-        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        # null means the processor's default (ImageNet), a number one value for all channels
+        scale = float(_value(cfg, "rescale_factor", 1 / 255)) if _value(cfg, "do_rescale", True) else 1.0
+        if _value(cfg, "do_normalize", True):
+            mean = _channels(_value(cfg, "image_mean", IMAGENET_MEAN_01))
+            std = _channels(_value(cfg, "image_std", IMAGENET_STD_01))
+        else:
+            mean, std = [0.0] * 3, [1.0] * 3
+        if not scale > 0 or not all(s > 0 for s in std):
+            raise ValueError("rescale_factor and image_std must be positive")
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not an image processor configuration this package can read ({exc})") from None
     # as applied to 0..255 pixels: (x * scale - mean) / std
     ours = [(m * 255, s * 255) for m, s in zip(IMAGENET_MEAN_01, IMAGENET_STD_01)]
     theirs = [(m / scale, s / scale) for m, s in zip(mean, std)]
-    if len(theirs) != 3 or any(abs(a - b) > 1e-3 * max(abs(b), 1.0) or abs(c - d) > 1e-3 * d
-                               for (b, d), (a, c) in zip(ours, theirs)):
+    if any(abs(a - b) > 1e-3 * max(abs(b), 1.0) or abs(c - d) > 1e-3 * d
+           for (b, d), (a, c) in zip(ours, theirs)):
         raise ValueError(f"{path}: normalises with mean {list(mean)}, std {list(std)} (rescale {scale:g}); "
                          "this package feeds the segmentor ImageNet statistics on 0..255 input, so its "
                          "outputs would be wrong")
+
+
+def _value(cfg: dict, key: str, default):
+    value = cfg.get(key)
+    return default if value is None else value
+
+
+def _channels(value) -> list[float]:
+    values = [float(value)] * 3 if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) != 3:
+        raise ValueError(f"expected 3 channel values, got {len(values)}")
+    return values

@@ -320,7 +320,9 @@ class SegmenterNode(LifecycleNode):
             if p.name in P.SPEC_BY_NAME:
                 changes[p.name] = P.coerce(p.name, p.value)
         runner = self._runner
-        if "confidence_classes" in changes and runner is not None:  # known now: refuse, not at configure
+        same_model = "model" not in changes and self._config.get("model") == \
+            P.coerce("model", self.get_parameter("model").value)
+        if "confidence_classes" in changes and runner is not None and same_model:  # refuse now, not at configure
             try:
                 P.resolve_confidence_classes(changes["confidence_classes"], list(runner.class_names))
             except ValueError as exc:
