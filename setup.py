@@ -10,16 +10,17 @@ setup(
     version="0.1.0",
     description="MPVSS video semantic segmentation (Mask2Former key frames + query-based mask propagation) for ROS 2",
     packages=find_packages(include=["mpvss_ros", "mpvss_ros.*"]),
-    package_data={"mpvss_ros": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.4",
-        "transformers>=4.45",
+        # the versions the embedded default was exported with: `recover-weights` re-exports with
+        # torch and matches graphs exactly, and older transformers cannot export Mask2Former
+        "torch>=2.13,<2.14",
+        "transformers>=5.23,<6",
         "safetensors",
         "onnx",
         "onnxscript",
         "onnxruntime",
-        "opencv-python-headless",
+        "opencv-python-headless<5",
         "numpy",
         "scipy>=1.15",  # stats.bootstrap(rng=...)
         "pillow",

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ValueError, OSError) as exc:  # OSError: missing, unreadable, unwritable paths
         print(f"mpvss {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # an optional part (ROS 2, a GPU provider) not installed here
+        print(f"mpvss {args.command}: error: {exc.name or exc} is not installed in this environment", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -326,3 +326,21 @@ def test_not_a_video_is_a_one_line_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error" in err, err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("argv", [["node"], ["demo", "--out", "DEMO"], ["bag", "evaluate", "BAG", "--out", "R/r.json"],
+                                  ["bench", "--model", "models/default", "--out", "R/b.json"]])
+def test_ros_commands_without_ros_say_so_in_one_line(tmp_path, argv):
+    """Where rclpy is not installed (pip install without ROS), the ROS parts refuse in one line
+    before doing any work; the rest of mpvss does not need it."""
+    _make_folder(tmp_path, split="val")
+    bag.convert_sequences(tmp_path, "val", tmp_path / "b", progress=False)
+    argv = [a.replace("BAG", str(tmp_path / "b")).replace("DEMO", str(tmp_path / "demo"))
+            .replace("R/", str(tmp_path / "r") + "/") for a in argv]
+    code = ("import sys; sys.modules['rclpy'] = None\n"  # as if not installed
+            "from mpvss_ros.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "needs ROS 2 and rclpy is not importable here" in lines[0], run.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

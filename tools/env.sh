@@ -4,6 +4,10 @@ _MPVSS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _MPVSS_VENV="${MPVSS_VENV:-$HOME/.cache/mpvss_ros/venv}"
 _MPVSS_INSTALL="$_MPVSS_ROOT/.colcon/install"
 _MPVSS_SITE="$_MPVSS_INSTALL/lib/python3.11/site-packages"
+for _mpvss_d in "$_MPVSS_INSTALL"/lib/python3.*/site-packages; do  # whichever Python built it
+  if [ -d "$_mpvss_d" ]; then _MPVSS_SITE="$_mpvss_d"; fi
+done
+unset _mpvss_d
 export VIRTUAL_ENV="$_MPVSS_VENV"
 export PATH="$_MPVSS_VENV/bin:$PATH"
 # The wheels install share/ and the ament index under the venv prefix; nothing else sets these.

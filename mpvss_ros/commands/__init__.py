@@ -8,6 +8,16 @@ from pathlib import Path
 from mpvss_ros.cli import CommandError
 
 
+def require_ros(what: str) -> None:
+    """CommandError unless rclpy imports: the node and the DDS replay need ROS 2, the rest of
+    `mpvss` (data, training, export, evaluation, bench --no-ros) does not."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(f"{what} needs ROS 2 and rclpy is not importable here ({exc}); run it through "
+                           "./mpvss (its environment has the ROS 2 wheels) or source a ROS 2 setup") from None
+
+
 def output_file(path: str, flag: str = "--out") -> Path:
     """The report file a command writes at the end, checked before the work starts (a directory
     or an unwritable place would otherwise only fail after a long evaluation)."""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
-from mpvss_ros.commands import output_file
+from mpvss_ros.commands import output_file, require_ros
 
 
 def add_arguments(parser) -> None:
@@ -135,6 +135,7 @@ def run_evaluate(args) -> int:
     bag = Path(args.bag)
     if not bag.exists():
         raise CommandError(f"bag not found: {bag}")
+    require_ros("mpvss bag evaluate")
     if args.rate is not None and not args.rate > 0:
         raise CommandError(f"--rate must be positive, got {args.rate}")
     if args.timeout <= 0 or args.startup_timeout <= 0:

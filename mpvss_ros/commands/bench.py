@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
-from mpvss_ros.commands import output_file, parse_int_list, parse_size
+from mpvss_ros.commands import output_file, parse_int_list, parse_size, require_ros
 
 
 def add_arguments(parser) -> None:
@@ -41,6 +41,8 @@ def run(args) -> int:
         raise CommandError(f"{model_dir} is not a model directory (no model.json)")
     intervals = parse_int_list(args.intervals, "--intervals")
     out = output_file(args.out)
+    if not args.no_ros:
+        require_ros("mpvss bench (its ROS loop; --no-ros skips it)")
     providers = "auto" if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
     options = {}
     if args.backend == "onnxruntime":

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
+from mpvss_ros.commands import require_ros
 
 MARKER = "mpvss_demo.json"  # written into --out; lets a re-run replace its own earlier output
 SPLIT = "val"
@@ -67,6 +68,7 @@ def run(args) -> int:
         raise CommandError("--sequences must be >= 1 and --frames >= 2")
     if args.rate is not None and not args.rate > 0:
         raise CommandError(f"--rate must be positive, got {args.rate}")
+    require_ros("mpvss demo (the node replays a bag over DDS)")
     model = _model_dir(args.model)
     params = Path(args.params) if args.params else _default_params()
     if params is not None and not params.is_file():

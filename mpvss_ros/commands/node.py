@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpvss_ros.commands import require_ros
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--params", metavar="FILE",
@@ -27,6 +29,7 @@ def run(args) -> int:
             raise FileNotFoundError(f"parameter file not found: {path}")
         # right after --ros-args, so that `-p name:=value` given by the user overrides the file
         ros_args = ["--ros-args", "--params-file", str(path)] + ros_args[1:]
+    require_ros("mpvss node")
     from mpvss_ros.ros.node import run as run_node
 
     return run_node(["mpvss_node"] + ros_args, autostart=not args.no_activate)

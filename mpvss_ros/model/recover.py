@@ -104,9 +104,12 @@ def recover_model(model_dir: str | Path, config: MPVSSConfig | None = None, prog
         other = [(k, a.shape, a.dtype) for k, a in inits]
         if other != layout:
             first = next((f"{x[0]} {x[1]}" for x, y in zip(layout, other) if x != y), f"{len(layout)} initializers")
+            made_with = (json.loads((model_dir / MODEL_JSON).read_text()).get("provenance") or {}).get("torch")
+            versions = f"; it was exported with torch {made_with}, this is torch {torch.__version__}" \
+                if made_with and made_with != torch.__version__ else ""
             raise ValueError(f"{model_dir}: its graphs do not match this configuration's export at {first} "
                              "(another model configuration, or another exporter version: recover it with the "
-                             "code that exported it, or re-export its checkpoint)")
+                             f"code and torch that exported it, or re-export its checkpoint{versions})")
     flat_a, flat_b, flat_t = _flat(ref_inits[0]), _flat(ref_inits[1]), _flat(target)
     codes = _codes(flat_a, flat_b)
     order = np.argsort(codes, kind="stable")

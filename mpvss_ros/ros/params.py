@@ -188,8 +188,10 @@ def default_model_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path
-    raise FileNotFoundError("embedded default model not found (looked in "
-                            f"{', '.join(str(p) for p in candidates)}); set the model parameter")
+    where = ", ".join(str(p) for p in candidates) or "no source tree or installed share/mpvss_ros found"
+    raise FileNotFoundError(f"embedded default model not found ({where}; it ships in the repository's "
+                            "models/ and the colcon install, not in a wheel); give a model directory "
+                            "(the model parameter, or --model)")
 
 
 def resolve_model_dir(param: str) -> Path:
