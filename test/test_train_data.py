@@ -156,3 +156,30 @@ def test_dataloader_workers_fork_cleanly_after_opencv_has_run_threads():
         assert hung == 0
     finally:
         cv2.setNumThreads(threads_before)
+
+
+def _all_true_worker(rank, port, flags, results):
+    import torch.distributed as dist
+
+    from mpvss_ros.training.distributed import DistContext
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=len(flags))
+    try:
+        results[rank] = DistContext(rank=rank, world_size=len(flags)).all_true(flags[rank])
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("flags, expected", [((True, True), True), ((True, False), False)])
+def test_ranks_agree_whether_to_step(flags, expected):
+    """One rank's non-finite loss makes every rank skip the update (DDP averages the gradients)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_all_true_worker, args=(port, flags, results), nprocs=len(flags), join=True)
+    assert dict(results) == {0: expected, 1: expected}

@@ -187,3 +187,49 @@ def test_init_refuses_a_second_configuration(toy_root, tmp_path):
     train_segmentor(_opts(toy_root, tmp_path / "cont", steps=1, model_config=None, init=str(tmp_path / "first")))
     with pytest.raises(ValueError, match="init"):
         train_segmentor(_opts(toy_root, tmp_path / "cont", steps=2))
+
+
+def test_resume_guards_and_a_finished_run_repairs_its_top_level_model(toy_root, tmp_path):
+    from mpvss_ros.model.mpvss import MPVSS
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    run = tmp_path / "run"
+    train_segmentor(_opts(toy_root, run, steps=3))
+    # weight decay lives in the restored optimizer state: a new value would be silently ignored
+    with pytest.raises(ValueError, match="weight_decay"):
+        train_segmentor(_opts(toy_root, run, steps=4, weight_decay=5.0))
+    # a kill while the top-level copy was written: the re-run of the finished run repairs it
+    good = (run / "train_state" / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(good[: len(good) // 2])
+    assert train_segmentor(_opts(toy_root, run, steps=3)) == {}  # already trained
+    assert (run / "model.safetensors").read_bytes() == good
+    MPVSS.load(run)
+    # a folder holding a model but no training state is never trained over
+    other = tmp_path / "model_only"
+    MPVSS.load(run).save(other)
+    before = (other / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="holds config.json but no training state"):
+        train_segmentor(_opts(toy_root, other, steps=2))
+    assert (other / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("change, message", [(dict(lr=float("inf")), "--lr must be a positive number"),
+                                             (dict(lr=float("nan")), "--lr must be a positive number"),
+                                             (dict(warmup=-5), "--warmup must be >= 0")])
+def test_bad_schedule_values_are_refused(toy_root, tmp_path, change, message):
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    with pytest.raises(ValueError, match=message):
+        train_segmentor(_opts(toy_root, tmp_path / "o", steps=2, **change))
+
+
+def test_truncated_weights_are_a_one_line_error(toy_root, tmp_path, capsys):
+    from mpvss_ros.cli import main
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    train_segmentor(_opts(toy_root, tmp_path / "run", steps=1))
+    data = (tmp_path / "run" / "model.safetensors").read_bytes()
+    (tmp_path / "run" / "model.safetensors").write_bytes(data[:100])
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load it into this checkpoint's model" in err and "Traceback" not in err

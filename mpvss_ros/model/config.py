@@ -99,7 +99,9 @@ class MPVSSConfig:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
-        if isinstance(data, dict) and data.get("model_type") == "mask2former":
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        if data.get("model_type") == "mask2former":
             raise ValueError(f"{path} belongs to a transformers Mask2Former directory, not an MPVSS model: "
                              "train the query-flow module on it (`mpvss train flow --segmentor DIR`), then "
                              "`mpvss export` the result")

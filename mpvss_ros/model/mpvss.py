@@ -92,5 +92,9 @@ class MPVSS(nn.Module):
         if not cfg_path.is_file() or not weights.is_file():
             raise FileNotFoundError(f"not an MPVSS checkpoint (needs {CONFIG_NAME} and {weights_name}): {directory}")
         model = cls(MPVSSConfig.load(cfg_path))
-        load_model(model, str(weights), strict=True, device=map_location)
+        try:
+            load_model(model, str(weights), strict=True, device=map_location)
+        except Exception as exc:  # a truncated or foreign file: say which, in one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{weights}: cannot load it into this checkpoint's model ({first})") from None
         return model.eval()

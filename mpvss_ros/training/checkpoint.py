@@ -15,6 +15,7 @@ while saving leaves the previous state (or `train_state.old/`) usable.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -82,13 +83,27 @@ def save_state(out_dir: str | Path, model, optimizer: torch.optim.Optimizer, ste
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
-    model.save(out)  # config.json + model.safetensors at the top: what export and `--segmentor` read
+    sync_top_level(out)  # config.json + model.safetensors at the top: what export and `--segmentor` read
     if keep:  # val mIoU moves between neighbouring checkpoints: keep them to choose among later
         kept = kept_checkpoint_dir(out, step)
         kept.mkdir(parents=True, exist_ok=True)
         for name in (CONFIG_NAME, WEIGHTS_NAME):  # the files just written, not a third serialisation
             shutil.copyfile(out / name, kept / name)
     return final
+
+
+def sync_top_level(out_dir: str | Path) -> None:
+    """Copy train_state/'s model to the top level, each file replaced atomically: a run killed
+    here leaves the old file or the new one, never a half-written one (and a re-run of a finished
+    run repeats the copy)."""
+    out = Path(out_dir)
+    state = find_state(out)
+    if state is None:
+        return
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        tmp = out / (name + ".tmp")
+        shutil.copyfile(state / name, tmp)
+        os.replace(tmp, out / name)
 
 
 def find_state(out_dir: str | Path) -> Path | None:

@@ -44,6 +44,15 @@ class DistContext:
         t /= self.world_size
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
+    def all_true(self, flag: bool) -> bool:
+        """True when `flag` holds on every rank (itself for one process)."""
+        if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
     def close(self) -> None:
         if self.initialised_here and dist.is_initialized():
             dist.destroy_process_group()

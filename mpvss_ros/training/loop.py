@@ -124,6 +124,8 @@ class Trainer:
             if self.step < end:
                 self._run_phase(phase, first, end)
             first = end
+        if not self.last and self.ctx.is_main:  # finished before: the top-level copy may predate a kill
+            checkpoint.sync_top_level(self.out_dir)
         return self.last
 
     def _save(self, optimizer, phase: Phase) -> None:
@@ -166,14 +168,17 @@ class Trainer:
             with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss, terms = module(batch)
             optimizer.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
+            finite = bool(torch.isfinite(loss.detach()))
+            loss.backward()  # on every rank, also when the step is skipped: DDP's reducer stays in step
+            # DDP averages the ranks' gradients: one rank's non-finite loss poisons all of them, so
+            # every rank skips together (a diverging batch shows up in the curve, not the weights)
+            if ctx.all_true(finite):
                 if opt.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, opt.clip_norm)
                 optimizer.step()
-            else:  # a diverging batch must not poison the weights; it shows up in the curve
-                loss.sum().backward()  # keep DDP's reducer in step with the other ranks
-                bar.write(f"step {self.step}: non-finite loss, update skipped")
+            else:
+                bar.write(f"step {self.step}: non-finite loss{'' if not finite else ' on another rank'}, "
+                          "update skipped")
             for k, v in {"loss": float(loss.detach()), **terms}.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1

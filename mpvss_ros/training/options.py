@@ -3,6 +3,7 @@ device and process group, threads, data caches, resume-or-start."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,8 +40,9 @@ class CommonOptions:
     num_points: int = 0  # points per mask in the Hungarian loss; 0: one per mask pixel of the crop
     progress: bool = True
 
-    # options a resumed run must share with the run it continues (others may change)
-    FIXED = ("seed", "batch_size", "crop", "split", "world_size")
+    # options a resumed run must share with the run it continues (others may change); weight
+    # decay lives in the optimizer state a resume restores, so a new value would not apply
+    FIXED = ("seed", "batch_size", "crop", "split", "world_size", "weight_decay")
 
     def loop_options(self, info: dict) -> LoopOptions:
         return LoopOptions(seed=self.seed, weight_decay=self.weight_decay, clip_norm=self.clip_norm,
@@ -53,8 +55,10 @@ def check_common(opts: CommonOptions) -> None:
     for name in ("batch_size", "val_frames", "log_every", "val_every", "checkpoint_every"):
         if getattr(opts, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(opts, name)}")
-    if opts.lr <= 0:
-        raise ValueError(f"--lr must be positive, got {opts.lr}")
+    if not (math.isfinite(opts.lr) and opts.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {opts.lr}")
+    if opts.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {opts.warmup}")
     if opts.amp and opts.device != "cuda":
         raise ValueError("--amp (bf16 autocast) is for --device cuda only")
     if not Path(opts.data).is_dir():
@@ -101,6 +105,11 @@ def resume(opts: CommonOptions, ctx: DistContext, info: dict, fixed_extra: tuple
     data mapping would change under it."""
     state_dir = checkpoint.find_state(opts.out)
     if state_dir is None:
+        held = [n for n in ("config.json", "model.safetensors", "weights.safetensors", "model.json")
+                if (Path(opts.out) / n).is_file()]
+        if held:  # a model, but not a run this command could continue: never overwrite it
+            raise ValueError(f"--out {opts.out} holds {held[0]} but no training state (train_state/); "
+                             "choose a new --out (or give the model as --init / --segmentor)")
         return None
     stored = checkpoint.read_state_info(state_dir)
     if stored.get("command") != info["command"]:

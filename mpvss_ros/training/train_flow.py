@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def load_segmentor_source(path: str, image_size: tuple[int, int]) -> MPVSS:
         raw = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"--segmentor {path}: {cfg_file} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"--segmentor {path}: {cfg_file} is not a JSON object")
     if raw.get("model_type") == "mask2former":  # classes checked and put in train-id order on load
         return MPVSS(MPVSSConfig(image_size=image_size, segmentor_path=str(directory)))
     model = MPVSS.load(directory)
@@ -75,12 +78,14 @@ def train_flow(opts: FlowOptions) -> dict:
         raise ValueError("--steps and --pretrain-steps must be >= 0 and not both 0")
     if opts.max_gap < 1 or opts.val_gap < 1:
         raise ValueError("--max-gap and --val-gap must be >= 1")
+    if not (math.isfinite(opts.pretrain_lr) and opts.pretrain_lr > 0):
+        raise ValueError(f"--pretrain-lr must be a positive number, got {opts.pretrain_lr}")
     ctx = start(opts)
     try:
         train, val = load_caches(opts, with_flow=opts.pretrain_steps > 0)
         info = run_info(opts, ctx, "train flow", {"steps": opts.steps, "pretrain_steps": opts.pretrain_steps,
                                                   "max_gap": opts.max_gap})
-        resumed = resume(opts, ctx, info, fixed_extra=("max_gap", "pretrain_steps"))
+        resumed = resume(opts, ctx, info, fixed_extra=("max_gap", "pretrain_steps", "segmentor", "flow_init"))
         if resumed is None:
             if not opts.segmentor:
                 raise ValueError("--segmentor is required to start flow training (none to resume in --out)")

@@ -46,7 +46,7 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
         cfg = dataclasses.replace(cfg, image_size=train.size)  # graphs are built for the data's frame size
         info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict(),
                                                         "init": opts.init})
-        resumed = resume(opts, ctx, info, fixed_extra=("init",))
+        resumed = resume(opts, ctx, info, fixed_extra=("init", "model_config"))
         if resumed is None and opts.init:
             model, state, optimizer_state = MPVSS.load(opts.init).train(), None, None
             model.config = cfg
