@@ -198,6 +198,11 @@ def test_resume_guards_and_a_finished_run_repairs_its_top_level_model(toy_root, 
     # weight decay lives in the restored optimizer state: a new value would be silently ignored
     with pytest.raises(ValueError, match="weight_decay"):
         train_segmentor(_opts(toy_root, run, steps=4, weight_decay=5.0))
+    other_config = small_config()
+    other_config.segmentor = dataclasses.replace(other_config.segmentor, num_queries=4)
+    with pytest.raises(ValueError, match=r"model_config\.segmentor\.num_queries=8, this call asks "
+                                         r"model_config\.segmentor\.num_queries=4"):
+        train_segmentor(_opts(toy_root, run, steps=4, model_config=other_config))
     # a kill while the top-level copy was written: the re-run of the finished run repairs it
     good = (run / "train_state" / "model.safetensors").read_bytes()
     (run / "model.safetensors").write_bytes(good[: len(good) // 2])

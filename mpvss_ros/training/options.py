@@ -98,6 +98,15 @@ def run_info(opts: CommonOptions, ctx: DistContext, command: str, extra: dict) -
     return {"command": command, "options": {**values, **extra}}
 
 
+def _first_difference(name: str, a, b) -> tuple[str, object, object]:
+    """The first differing entry of two option values (nested dicts, e.g. a model configuration)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if json.dumps(a.get(k)) != json.dumps(b.get(k)):
+                return _first_difference(f"{name}.{k}", a.get(k), b.get(k))
+    return name, a, b
+
+
 def resume(opts: CommonOptions, ctx: DistContext, info: dict, fixed_extra: tuple[str, ...] = ()):
     """-> (model, state.json content, optimizer state) from `opts.out`, or None for a fresh start.
 
@@ -118,6 +127,7 @@ def resume(opts: CommonOptions, ctx: DistContext, info: dict, fixed_extra: tuple
     old, new = stored.get("options", {}), info["options"]
     for key in CommonOptions.FIXED + tuple(fixed_extra):
         if json.dumps(old.get(key)) != json.dumps(new.get(key)):
-            raise ValueError(f"--out {opts.out} holds a run with {key}={old.get(key)!r}, this call asks "
-                             f"{key}={new.get(key)!r}; use the same options to resume or another --out")
+            name, was, asked = _first_difference(key, old.get(key), new.get(key))
+            raise ValueError(f"--out {opts.out} holds a run with {name}={was!r}, this call asks "
+                             f"{name}={asked!r}; use the same options to resume or another --out")
     return checkpoint.load_state(state_dir, ctx.device)

@@ -95,6 +95,7 @@ def train_flow(opts: FlowOptions) -> dict:
                 init_query_flow(model, opts.flow_init)
         else:
             model, state, optimizer_state = resumed
+            model.config = dataclasses.replace(model.config, image_size=train.size)  # the graphs' size, as above
         model.to(ctx.device)
         configure_loss(opts, model, train.size)
         validate = None
