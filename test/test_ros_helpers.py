@@ -31,11 +31,12 @@ class ScriptedRunner:
     backend = "scripted"
     providers = ("CPU",)
 
-    def __init__(self, input_size=(32, 64), delay_s: float = 0.0):
+    def __init__(self, input_size=(32, 64), delay_s: float = 0.0, first_delay_s: float = 0.0):
         from mpvss_ros.data.labels import TRAIN_CLASS_NAMES
         self.input_size = tuple(input_size)
         self.class_names = list(TRAIN_CLASS_NAMES)
         self.delay_s = delay_s
+        self.first_delay_s = first_delay_s  # the first inference only (a frame held in inference)
 
     def _output(self, image: np.ndarray):
         labels = scripted_labels(image)
@@ -46,7 +47,8 @@ class ScriptedRunner:
         return SimpleNamespace(labels=labels, confidence=confidence, probs=probs, mask_logits=None)
 
     def key_frame(self, image):
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s + self.first_delay_s)
+        self.first_delay_s = 0.0
         out = self._output(image)
         return out, out
 
@@ -225,9 +227,11 @@ def stop_process(proc) -> None:
     stop(proc, timeout_s=15.0)
 
 
-def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0) -> list[str]:
+def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0,
+                 first_delay_s: float = 0.0) -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s),
+           "--first-delay", str(first_delay_s)]
     if autostart:
         cmd.append("--autostart")
     return cmd + ["--ros-args", *ros_args]
@@ -241,12 +245,13 @@ def _main(argv: list[str]) -> int:
         if "--ros-args" in argv else (argv, [])
     delay = float(own[own.index("--delay") + 1]) if "--delay" in own else 0.0
     load_s = float(own[own.index("--load-delay") + 1]) if "--load-delay" in own else 0.0
+    first_s = float(own[own.index("--first-delay") + 1]) if "--first-delay" in own else 0.0
 
     def factory(model_dir, **kw):
         if load_s:  # a large model loading: configure takes this long
             print("loading the model", flush=True)
             time.sleep(load_s)
-        return ScriptedRunner(delay_s=delay)
+        return ScriptedRunner(delay_s=delay, first_delay_s=first_s)
 
     return run(["scripted_node"] + ros, autostart="--autostart" in own, runner_factory=factory)
 

@@ -132,8 +132,9 @@ def test_services_answer_while_a_frame_is_in_inference(client, spawn, tmp_path):
 
     from mpvss_ros.msg import ClassStats
 
-    node = spawn(node_command("-p", f"model:={tmp_path}", "-r", "image:=/image", delay_s=4.0, autostart=True),
-                 name="node")
+    # the first frame stays 15 s in inference (long enough for three service calls on a loaded machine)
+    node = spawn(node_command("-p", f"model:={tmp_path}", "-r", "image:=/image", first_delay_s=15.0,
+                              autostart=True), name="node")
     wait_for(lambda: client.get_state() == "active", 60, "node active")
     stats_topic = f"{NODE}/class_stats"
     client.subscribe(stats_topic, ClassStats)
@@ -145,7 +146,7 @@ def test_services_answer_while_a_frame_is_in_inference(client, spawn, tmp_path):
         return [m for m in client.messages(stats_topic) if m.header.stamp.sec == sec]
 
     pub.publish(rgb_image_msg(_frame(13), 1.0))
-    time.sleep(1.0)  # the worker has taken it and sleeps in the runner for 4 s
+    time.sleep(1.0)  # the worker has taken it and sleeps in the runner
     assert all(r.successful for r in client.set_parameters(schedule__interval=50))
     assert client.get_state() == "active"
     assert client.request_key_frame().success
