@@ -4,9 +4,11 @@
   ``~/request_key_frame``, an image publisher and collecting subscribers.
 - ``ScriptedRunner``: a deterministic implementation of the runtime's Runner protocol whose
   output is a function of the key frame's pixels (labels = red channel // 13), so a test can
-  tell from the published labels which frame was the key frame; ``delay_s`` makes it slow.
+  tell from the published labels which frame was the key frame; ``delay_s`` makes every frame
+  slow, ``first_delay_s`` only the first.
 - Run as a script, it starts the real ``SegmenterNode`` with a ScriptedRunner:
-  ``python test/test_ros_helpers.py [--delay S] [--autostart] --ros-args ...``
+  ``python test/test_ros_helpers.py [--delay S] [--first-delay S] [--load-delay S] [--autostart] --ros-args ...``
+  (``--load-delay``: model loading, i.e. configure, takes that long)
 """
 from __future__ import annotations
 
