@@ -52,7 +52,7 @@ def test_classes_in_another_order_are_mapped_by_name(source):
     assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-6)
     assert [loaded.config.id2label[i] for i in range(19)] == NAMES
     cfg = small_config((H, W))
-    cfg.segmentor, cfg.segmentor_path = None, str(root / "shifted")
+    cfg.segmentor_path = str(root / "shifted")
     assert MPVSS(cfg).class_names == NAMES
 
 
