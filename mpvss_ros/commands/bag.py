@@ -101,8 +101,9 @@ def run_convert(args) -> int:
           f"in {len(summary.sequences)} sequences, {h}x{w}, {summary.rate_hz:g} Hz, {summary.duration_s:.1f} s; "
           f"{images}")
     if summary.unmatched_ground_truth:
-        print(f"warning: {summary.unmatched_ground_truth} ground-truth file(s) under gtFine/{args.split} have no "
-              f"frame image under leftImg8bit_sequence/{args.split}; they are not in the bag")
+        from mpvss_ros.data.cityscapes import unmatched_warning
+
+        print(unmatched_warning(args.split, summary.unmatched_ground_truth, "they are not in the bag"))
     return 0
 
 

@@ -69,8 +69,9 @@ def run(args) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     unmatched = report["data"]["unmatched_ground_truth"]
     if unmatched:
-        print(f"warning: {unmatched} ground-truth file(s) under gtFine/{args.split} have no frame image "
-              f"under leftImg8bit_sequence/{args.split}; they were not scored")
+        from mpvss_ros.data.cityscapes import unmatched_warning
+
+        print(unmatched_warning(args.split, unmatched, "they were not scored"))
     for r in report["results"]:
         miou = "n/a" if r["miou"] is None else f"{r['miou']:.4f}"
         ms = "n/a" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.1f}"

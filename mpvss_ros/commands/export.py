@@ -25,17 +25,14 @@ def add_arguments(parser) -> None:
 
 def load_checkpoint(path: Path):
     """Any of the accepted checkpoint layouts -> MPVSS (eval mode)."""
-    from mpvss_ros.model.config import MPVSSConfig
+    from mpvss_ros.model.config import MPVSSConfig, read_json_object
     from mpvss_ros.model.mpvss import MPVSS, WEIGHTS_NAME
     from mpvss_ros.model.export import WEIGHTS
 
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise CommandError(f"no config.json in checkpoint directory {path}")
-    try:
-        cfg_data = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{cfg_file} is not valid JSON: {exc}") from None
+    cfg_data = read_json_object(cfg_file)
     if cfg_data.get("model_type") == "mask2former":
         print(f"mpvss export: {path} is a transformers Mask2Former directory; the flow module is untrained")
         return MPVSS(MPVSSConfig(segmentor_path=str(path))).eval()

@@ -122,6 +122,12 @@ def write_frame(root, split: str, city: str, seq: int, frame: int, image: np.nda
         flow_io.write_flow_png(flow_path(root, split, city, seq, frame), flow, valid)
 
 
+def unmatched_warning(split: str, count: int, fate: str) -> str:
+    """What a command prints about `count` ground-truth files without a frame image."""
+    return (f"warning: {count} ground-truth file(s) under gtFine/{split} have no frame image under "
+            f"leftImg8bit_sequence/{split}; {fate}")
+
+
 class CityscapesSequences:
     """The sequences of one split, in (city, seq, frame) order."""
 

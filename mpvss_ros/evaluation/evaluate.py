@@ -111,9 +111,10 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
             a.key_frames += int(sum(is_key))
         del cache
 
+    drives = {run: np.stack(list(a.drives.values())) for run, a in acc.items()}  # (drives, K, K+1) each
     results = []
     for (method, k), a in acc.items():
-        per_drive = np.stack(list(a.drives.values()))
+        per_drive = drives[(method, k)]
         confusion = ConfusionMatrix()
         confusion.matrix = per_drive.sum(axis=0)
         results.append({
@@ -135,7 +136,7 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
             "unmatched_ground_truth": len(dataset.unmatched_labels)}
     if len(sizes) > 1:
         info["image_sizes"] = sizes
-    return {"results": results, "comparisons": _comparisons(acc, intervals), "model": model, "data": info}
+    return {"results": results, "comparisons": _comparisons(drives, intervals), "model": model, "data": info}
 
 
 def _check_ground_truth_sizes(seq) -> None:
@@ -160,14 +161,13 @@ def _check_ground_truth_sizes(seq) -> None:
 COMPARED = (("query-flow", "optical-flow"), ("optical-flow", "copy"))
 
 
-def _comparisons(acc: dict, intervals) -> list[dict]:
+def _comparisons(drives: dict, intervals) -> list[dict]:
     """Paired differences on the same drives for the claims of the ablation."""
     out = []
     for k in intervals:
         for a, b in COMPARED:
-            if (a, k) in acc and (b, k) in acc:
-                diff = paired_difference(np.stack(list(acc[(a, k)].drives.values())),
-                                         np.stack(list(acc[(b, k)].drives.values())))
+            if (a, k) in drives and (b, k) in drives:
+                diff = paired_difference(drives[(a, k)], drives[(b, k)])
                 if diff is not None:
                     out.append({"a": a, "b": b, "interval": k, **diff})
     return out

@@ -95,17 +95,29 @@ class MPVSSConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "MPVSSConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        data = read_json_object(path)
         if data.get("model_type") == "mask2former":
             raise ValueError(f"{path} belongs to a transformers Mask2Former directory, not an MPVSS model: "
                              "train the query-flow module on it (`mpvss train flow --segmentor DIR`), then "
                              "`mpvss export` the result")
         return cls.from_dict(data)
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A config.json's object; ValueError naming the file when it is not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception from a third-party loader as one line (its first), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _tuples(cls, data: dict) -> dict:

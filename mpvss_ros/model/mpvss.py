@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import MPVSSConfig, tiny_segmentor_config
+from .config import MPVSSConfig, first_line, tiny_segmentor_config
 from .query_flow import QueryFlow
 from .segmentor import KeyFrameSegmentor, SegmentorOutput, normalize_image
 from .warp import warp_masks
@@ -95,6 +95,5 @@ class MPVSS(nn.Module):
         try:
             load_model(model, str(weights), strict=True, device=map_location)
         except Exception as exc:  # a truncated or foreign file: say which, in one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{weights}: cannot load it into this checkpoint's model ({first})") from None
+            raise ValueError(f"{weights}: cannot load it into this checkpoint's model ({first_line(exc)})") from None
         return model.eval()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import cityscapes_train_classes
+from .config import cityscapes_train_classes, first_line
 
 IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
 IMAGENET_STD_01 = (0.229, 0.224, 0.225)
@@ -55,8 +55,7 @@ def load_mask2former(directory: Path):
                 str(directory), local_files_only=True, use_safetensors=True, output_loading_info=True,
                 ignore_mismatched_sizes=True)
     except Exception as exc:  # a user's files: truncated weights, bad JSON, an unknown architecture
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{directory}: cannot load it as a Mask2Former checkpoint: {first}") from None
+        raise ValueError(f"{directory}: cannot load it as a Mask2Former checkpoint: {first_line(exc)}") from None
     mismatched = list(info.get("mismatched_keys") or [])
     if mismatched:
         key, *shapes = mismatched[0] if isinstance(mismatched[0], (tuple, list)) else (mismatched[0],)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from mpvss_ros.model.export import MODEL_JSON, WEIGHTS
+from mpvss_ros.model.mpvss import CONFIG_NAME, WEIGHTS_NAME
+
 from . import checkpoint
 from .distributed import DistContext, setup
 from .frame_cache import FrameCache, load_split
@@ -114,8 +117,7 @@ def resume(opts: CommonOptions, ctx: DistContext, info: dict, fixed_extra: tuple
     data mapping would change under it."""
     state_dir = checkpoint.find_state(opts.out)
     if state_dir is None:
-        held = [n for n in ("config.json", "model.safetensors", "weights.safetensors", "model.json")
-                if (Path(opts.out) / n).is_file()]
+        held = [n for n in (CONFIG_NAME, WEIGHTS_NAME, WEIGHTS, MODEL_JSON) if (Path(opts.out) / n).is_file()]
         if held:  # a model, but not a run this command could continue: never overwrite it
             raise ValueError(f"--out {opts.out} holds {held[0]} but no training state (train_state/); "
                              "choose a new --out (or give the model as --init / --segmentor)")

@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mpvss_ros.model.config import MPVSSConfig
+from mpvss_ros.model.config import MPVSSConfig, read_json_object
 from mpvss_ros.model.mpvss import CONFIG_NAME, MPVSS
 
 from .batches import PairBatches
@@ -48,12 +47,7 @@ def load_segmentor_source(path: str, image_size: tuple[int, int]) -> MPVSS:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"--segmentor {path}: no {CONFIG_NAME} (expected an MPVSS checkpoint or a "
                                 "transformers Mask2Former directory)")
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--segmentor {path}: {cfg_file} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"--segmentor {path}: {cfg_file} is not a JSON object")
+    raw = read_json_object(cfg_file)
     if raw.get("model_type") == "mask2former":  # classes checked and put in train-id order on load
         return MPVSS(MPVSSConfig(image_size=image_size, segmentor_path=str(directory)))
     model = MPVSS.load(directory)
