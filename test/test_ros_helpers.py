@@ -149,6 +149,11 @@ class RosClient:
         res = self.call(GetParameters, f"{self.ns}/get_parameters", req)
         return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
 
+    def describe_parameters(self, names):
+        from rcl_interfaces.srv import DescribeParameters
+        req = DescribeParameters.Request(names=list(names))
+        return list(self.call(DescribeParameters, f"{self.ns}/describe_parameters", req).descriptors)
+
     def list_parameters(self):
         from rcl_interfaces.srv import ListParameters
         return list(self.call(ListParameters, f"{self.ns}/list_parameters",

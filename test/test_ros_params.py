@@ -59,6 +59,15 @@ def test_node_started_with_params_file_declares_exactly_the_yaml(ros_domain, spa
         got = client.get_parameters(sorted(expected))
         expected["model"] = str(tmp_path)  # overridden on the command line
         assert got == expected
+        # what `ros2 param describe` and rqt show: the description and the accepted values
+        described = {d.name: d for d in client.describe_parameters(["schedule.interval", "overlay_alpha",
+                                                                    "backend"])}
+        assert described["schedule.interval"].additional_constraints == \
+            "integer in 1..10000; takes effect at once"
+        assert described["overlay_alpha"].additional_constraints == "number in [0.0, 1.0]; takes effect at once"
+        assert described["backend"].additional_constraints == \
+            "one of: onnxruntime, torch; takes effect at the next configure"
+        assert described["backend"].description == P.SPEC_BY_NAME["backend"].description
     finally:
         client.close()
 

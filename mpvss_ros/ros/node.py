@@ -58,7 +58,8 @@ class SegmenterNode(LifecycleNode):
             # Types are checked by params.check_value so that a wrong type in a parameter file
             # fails configure with a reason instead of crashing the process at start-up.
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                description=spec.description, dynamic_typing=True))
+                description=spec.description, additional_constraints=spec.constraints,
+                dynamic_typing=True))
         self._declaring = False
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)

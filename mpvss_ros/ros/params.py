@@ -30,8 +30,27 @@ class ParamSpec:
     check: Callable[[Any], str | None]  # None when valid, else the reason
     live: bool = False
 
+    @property
+    def constraints(self) -> str:
+        """What `ros2 param describe` and rqt show as the descriptor's additional constraints.
+
+        Ranges are not put into the descriptor itself: rclpy would then refuse an out-of-range
+        value from a parameter file while declaring it (the process dies at start-up) instead
+        of configure failing with the reason."""
+        when = "takes effect at once" if self.live else "takes effect at the next configure"
+        return f"{self.check.constraint}; {when}"
+
+
+def _described(constraint: str):
+    """Decorator: attach the human-readable constraint to a check function."""
+    def attach(check):
+        check.constraint = constraint
+        return check
+    return attach
+
 
 def _one_of(choices):
+    @_described(f"one of: {', '.join(choices)}")
     def check(v):
         if isinstance(v, str) and v in choices:
             return None
@@ -40,6 +59,7 @@ def _one_of(choices):
 
 
 def _int_range(lo, hi):
+    @_described(f"integer in {lo}..{hi}")
     def check(v):
         if not isinstance(v, int) or isinstance(v, bool):
             return f"must be an integer, got {v!r}"
@@ -48,6 +68,7 @@ def _int_range(lo, hi):
 
 
 def _float_range(lo, hi, lo_open=False):
+    @_described(f"number in {'(' if lo_open else '['}{lo}, {hi}]")
     def check(v):
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return f"must be a number, got {v!r}"
@@ -56,16 +77,19 @@ def _float_range(lo, hi, lo_open=False):
     return check
 
 
+@_described("string")
 def _string(v):
     return None if isinstance(v, str) else f"must be a string, got {v!r}"
 
 
+@_described("list of strings")
 def _string_list(v):
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
         return f"must be a list of strings, got {v!r}"
     return None
 
 
+@_described("['auto'] or ONNX Runtime provider names, in order of preference")
 def _providers(v):
     if _string_list(v) or not v or any(not p.strip() for p in v):
         return "must be ['auto'] or a non-empty list of ONNX Runtime provider names"
