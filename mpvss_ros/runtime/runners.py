@@ -177,7 +177,10 @@ class OnnxRunner(_RunnerBase):
         binding = self._seg.io_binding()
         binding.bind_ortvalue_input("image", dev)
         for name in self._seg_outputs:
-            binding.bind_output(name, self.device_type if name in KEY_OUTPUTS else "cpu", self.device_id)
+            if name in KEY_OUTPUTS:
+                binding.bind_output(name, self.device_type, self.device_id)
+            else:  # host memory is device 0 whatever GPU runs the graph
+                binding.bind_output(name, "cpu")
         binding.synchronize_inputs()
         self._seg.run_with_iobinding(binding)
         values = dict(zip(self._seg_outputs, binding.get_outputs()))
