@@ -9,6 +9,8 @@ setup(
     name="mpvss_ros",
     version="0.1.0",
     description="MPVSS video semantic segmentation (Mask2Former key frames + query-based mask propagation) for ROS 2",
+    license="Apache-2.0",  # as in package.xml; LICENSE goes into the wheel's dist-info
+    license_files=["LICENSE"],
     packages=find_packages(include=["mpvss_ros", "mpvss_ros.*"]),
     python_requires=">=3.10",
     install_requires=[
