@@ -1,9 +1,19 @@
 """pip install -e . gives the library and the `mpvss` command without ROS.
 
 The ROS 2 build (messages, launch files, installed share/) goes through colcon and
-CMakeLists.txt; see README.md ("How the package is built").
+CMakeLists.txt; see README.md ("How the package is built"). A wheel carries the embedded default
+model to <prefix>/share/mpvss_ros/models/default, the place the colcon install gives it.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_MODEL = "models/default"
+# Every file of the directory (paths relative to this one, as data_files wants), so that a model
+# exported with other files still ships whole; the packaging test compares the wheel with it.
+_model_files = sorted(str(p.relative_to(HERE)) for p in (HERE / DEFAULT_MODEL).glob("*")
+                      if p.is_file() and not p.name.startswith("."))
 
 setup(
     name="mpvss_ros",
@@ -12,6 +22,9 @@ setup(
     license="Apache-2.0",  # as in package.xml; LICENSE goes into the wheel's dist-info
     license_files=["LICENSE"],
     packages=find_packages(include=["mpvss_ros", "mpvss_ros.*"]),
+    # Only the model: an ament index marker here would let ROS tools find a package without
+    # its messages, launch files and node executable (those come from colcon).
+    data_files=[(f"share/mpvss_ros/{DEFAULT_MODEL}", _model_files)] if _model_files else [],
     python_requires=">=3.10",
     install_requires=[
         # the versions the embedded default was exported with: `recover-weights` re-exports with

@@ -8,6 +8,7 @@ running subscription without a cleanup/configure cycle).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -191,18 +192,22 @@ def resolve_confidence_classes(requested: list[str], class_names: list[str]) -> 
 
 
 def default_model_candidates() -> list[Path]:
-    """Where the embedded default model may be: ``<repo>/models/default`` in a source tree, the
-    installed ``share/mpvss_ros/models/default`` (through the ament index, when available)."""
+    """Where the embedded default model may be, in order: ``<repo>/models/default`` in a source
+    tree, the colcon-installed ``share/mpvss_ros/models/default`` (through the ament index, when
+    available), and ``<sys.prefix>/share/mpvss_ros/models/default``, where a wheel puts it."""
     root = Path(__file__).resolve().parents[2]
     found = [root / "models" / "default"] if (root / "package.xml").is_file() else []
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
             found.append(Path(get_package_share_directory("mpvss_ros")) / "models" / "default")
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (ROS not sourced)
             pass
     except ImportError:
         pass
+    wheel_share = Path(sys.prefix) / "share" / "mpvss_ros" / "models" / "default"
+    if wheel_share not in found:
+        found.append(wheel_share)
     return found
 
 
@@ -212,10 +217,9 @@ def default_model_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path
-    where = ", ".join(str(p) for p in candidates) or "no source tree or installed share/mpvss_ros found"
-    raise FileNotFoundError(f"embedded default model not found ({where}; it ships in the repository's "
-                            "models/ and the colcon install, not in a wheel); give a model directory "
-                            "(the model parameter, or --model)")
+    raise FileNotFoundError(f"embedded default model not found (looked in {', '.join(map(str, candidates))}; "
+                            "it ships in the repository's models/, the colcon install and the wheel); "
+                            "give a model directory (the model parameter, or --model)")
 
 
 def resolve_model_dir(param: str) -> Path:
