@@ -42,7 +42,6 @@ def _pip_wheel(source, out):
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    pytest.importorskip("setuptools")
     src = tmp_path_factory.mktemp("pack") / "src"
     for name in BUILD_INPUTS:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
