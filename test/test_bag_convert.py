@@ -328,19 +328,23 @@ def test_not_a_video_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("missing,reason", [
+    ("rclpy", "needs ROS 2 and rclpy is not importable here"),
+    ("mpvss_ros.msg", "needs the package's ROS 2 messages (mpvss_ros.msg)")])
 @pytest.mark.parametrize("argv", [["node"], ["demo", "--out", "DEMO"], ["bag", "evaluate", "BAG", "--out", "R/r.json"],
                                   ["bench", "--model", "models/default", "--out", "R/b.json"]])
-def test_ros_commands_without_ros_say_so_in_one_line(tmp_path, argv):
-    """Where rclpy is not installed (pip install without ROS), the ROS parts refuse in one line
-    before doing any work; the rest of mpvss does not need it."""
+def test_ros_commands_without_ros_say_so_in_one_line(tmp_path, argv, missing, reason):
+    """Where rclpy is not installed (pip install without ROS), or the messages are not (a wheel
+    without the colcon build), the ROS parts refuse in one line before doing any work; the rest
+    of mpvss does not need them."""
     _make_folder(tmp_path, split="val")
     bag.convert_sequences(tmp_path, "val", tmp_path / "b", progress=False)
     argv = [a.replace("BAG", str(tmp_path / "b")).replace("DEMO", str(tmp_path / "demo"))
             .replace("R/", str(tmp_path / "r") + "/") for a in argv]
-    code = ("import sys; sys.modules['rclpy'] = None\n"  # as if not installed
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"  # as if not installed
             "from mpvss_ros.cli import main; sys.exit(main(sys.argv[1:]))")
     run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "needs ROS 2 and rclpy is not importable here" in lines[0], run.stderr
+    assert len(lines) == 1 and reason in lines[0], run.stderr
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
