@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +134,22 @@ def test_an_installed_wheel_finds_its_model_under_sys_prefix(monkeypatch, tmp_pa
     share.mkdir(parents=True)
     assert P.default_model_dir() == share
     assert P.resolve_model_dir("") == share
+
+
+def test_a_wheel_installed_under_another_prefix_finds_its_model(wheel, tmp_path):
+    """pip --prefix / --user put share/ elsewhere than sys.prefix: the installed file list says where."""
+    prefix = tmp_path / "elsewhere"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
+                           "--prefix", str(prefix), str(wheel)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (site,) = prefix.glob("lib/python*/site-packages")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
+    env["PYTHONPATH"] = str(site)  # this install first, no source tree, ROS not sourced
+    code = "import mpvss_ros.ros.params as p; print(p.__file__); print(p.default_model_dir())"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    module, model = run.stdout.split()
+    assert module.startswith(str(site))
+    assert model == str(prefix / "share" / "mpvss_ros" / "models" / "default")
+    assert {p.name for p in Path(model).iterdir()} == set(_model_files())

@@ -194,7 +194,8 @@ def resolve_confidence_classes(requested: list[str], class_names: list[str]) -> 
 def default_model_candidates() -> list[Path]:
     """Where the embedded default model may be, in order: ``<repo>/models/default`` in a source
     tree, the colcon-installed ``share/mpvss_ros/models/default`` (through the ament index, when
-    available), and ``<sys.prefix>/share/mpvss_ros/models/default``, where a wheel puts it."""
+    available), the ``share/mpvss_ros/models/default`` an installed wheel lists, and the one
+    under ``sys.prefix``, where a wheel puts it in a venv."""
     root = Path(__file__).resolve().parents[2]
     found = [root / "models" / "default"] if (root / "package.xml").is_file() else []
     try:
@@ -205,10 +206,24 @@ def default_model_candidates() -> list[Path]:
             pass
     except ImportError:
         pass
-    wheel_share = Path(sys.prefix) / "share" / "mpvss_ros" / "models" / "default"
-    if wheel_share not in found:
-        found.append(wheel_share)
+    for wheel_share in (_installed_model_dir(), Path(sys.prefix) / "share" / "mpvss_ros" / "models" / "default"):
+        if wheel_share is not None and wheel_share not in found:
+            found.append(wheel_share)
     return found
+
+
+def _installed_model_dir() -> Path | None:
+    """The model directory a wheel installed, wherever pip put it (a venv, --user, --prefix):
+    read from the installed distribution's file list, None for a source tree or editable install."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    try:
+        dist = distribution("mpvss_ros")
+    except PackageNotFoundError:
+        return None
+    for member in dist.files or ():
+        if member.as_posix().endswith("share/mpvss_ros/models/default/model.json"):
+            return Path(os.path.normpath(dist.locate_file(member))).parent
+    return None
 
 
 def default_model_dir() -> Path:
