@@ -7,8 +7,10 @@
   tell from the published labels which frame was the key frame; ``delay_s`` makes every frame
   slow, ``first_delay_s`` only the first.
 - Run as a script, it starts the real ``SegmenterNode`` with a ScriptedRunner:
-  ``python test/test_ros_helpers.py [--delay S] [--first-delay S] [--load-delay S] [--autostart] --ros-args ...``
-  (``--load-delay``: model loading, i.e. configure, takes that long)
+  ``python test/test_ros_helpers.py [--delay S] [--first-delay S] [--load-delay S] [--load-onnx FILE]
+  [--autostart] --ros-args ...``
+  (``--load-delay``: model loading, i.e. configure, takes that long; ``--load-onnx``: configure
+  also builds an ONNX Runtime session from FILE, e.g. ``write_slow_onnx``'s)
 """
 from __future__ import annotations
 
@@ -234,14 +236,61 @@ def stop_process(proc) -> None:
     stop(proc, timeout_s=15.0)
 
 
+def write_slow_onnx(path, nodes: int = 100_000) -> Path:
+    """A tiny-weight ONNX model whose ONNX Runtime session takes seconds to build (~6 s for
+    100k nodes on 2 cores): native code that a signal cannot interrupt, like a large model's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = ["x"] + [f"h{i}" for i in range(nodes)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [a, "w"], [b]) for a, b in zip(names, names[1:])], "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(np.eye(8, dtype=np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return Path(path)
+
+
 def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0,
-                 first_delay_s: float = 0.0) -> list[str]:
+                 first_delay_s: float = 0.0, load_onnx: str | Path = "") -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s),
            "--first-delay", str(first_delay_s)]
+    if load_onnx:
+        cmd += ["--load-onnx", str(load_onnx)]
     if autostart:
         cmd.append("--autostart")
     return cmd + ["--ros-args", *ros_args]
+
+
+def _native_like_load(seconds: float) -> None:
+    """Sleep like a model load inside C code (ONNX Runtime, torch).
+
+    A SIGINT's KeyboardInterrupt only comes once it returns (a plain time.sleep in the main
+    thread would end at once). Interpreter teardown while it runs ends the process with 134,
+    as ONNX Runtime does when torn down under a session being built (seen: abort or segfault)."""
+    import atexit
+    import os
+
+    done = threading.Event()
+
+    def teardown_during_the_load():
+        if not done.is_set():
+            print("interpreter teardown during the model load", flush=True)
+            os._exit(134)
+
+    atexit.register(teardown_during_the_load)
+    end = time.monotonic() + seconds
+    interrupted = False
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(0.0, end - time.monotonic()))
+        except KeyboardInterrupt:
+            interrupted = True
+    done.set()
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _main(argv: list[str]) -> int:
@@ -253,11 +302,17 @@ def _main(argv: list[str]) -> int:
     delay = float(own[own.index("--delay") + 1]) if "--delay" in own else 0.0
     load_s = float(own[own.index("--load-delay") + 1]) if "--load-delay" in own else 0.0
     first_s = float(own[own.index("--first-delay") + 1]) if "--first-delay" in own else 0.0
+    onnx_path = own[own.index("--load-onnx") + 1] if "--load-onnx" in own else ""
 
     def factory(model_dir, **kw):
-        if load_s:  # a large model loading: configure takes this long
+        if load_s or onnx_path:  # a large model loading: configure takes this long
             print("loading the model", flush=True)
-            time.sleep(load_s)
+        if onnx_path:
+            import onnxruntime as ort
+            ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+            print("model loaded", flush=True)
+        if load_s:
+            _native_like_load(load_s)
         return ScriptedRunner(delay_s=delay, first_delay_s=first_s)
 
     return run(["scripted_node"] + ros, autostart="--autostart" in own, runner_factory=factory)
