@@ -33,7 +33,7 @@ from mpvss_ros.ros.conversions import (ImageError, check_compressed, check_image
                                        stamp_to_seconds)
 from mpvss_ros.ros.diagnostics import FrameStats, LogThrottle, diagnostic_array
 from mpvss_ros.ros.publishers import OUTPUT_QOS, OutputPublishers
-from mpvss_ros.ros.worker import Controls, Mailbox, Worker
+from mpvss_ros.ros.worker import Controls, Mailbox, ModelLoad, ShutdownRequested, Worker
 from mpvss_ros.runtime.schedule import KeyFrameSchedule
 from mpvss_ros.runtime.segmenter import VideoSegmenter
 
@@ -53,6 +53,7 @@ class SegmenterNode(LifecycleNode):
                  **kwargs):
         super().__init__(node_name, **kwargs)
         self._runner_factory = runner_factory or create_default_runner
+        self._load = ModelLoad(self.context)
         self._declaring = True
         for spec in P.SPECS:
             # Types are checked by params.check_value so that a wrong type in a parameter file
@@ -94,9 +95,8 @@ class SegmenterNode(LifecycleNode):
             self._configure()
         except Exception as exc:  # the reason goes to the log; the node stays usable
             self._release()
-            if not self.context.ok():  # SIGINT/SIGTERM while the model loaded: a shutdown, not a fault
-                self.last_error = "shut down while configuring"
-                return TransitionCallbackReturn.FAILURE
+            if not self.context.ok():  # SIGINT/SIGTERM meanwhile: a shutdown, not a fault
+                raise ShutdownRequested from None  # (as a shutdown mid-load does: see ModelLoad)
             self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(
                 exc, (ValueError, OSError)) else str(exc)
             self.get_logger().error(f"configure failed: {self.last_error}")
@@ -178,8 +178,9 @@ class SegmenterNode(LifecycleNode):
         settings = P.schedule_settings(values)
         model_dir = P.resolve_model_dir(values["model"])
         providers = "auto" if values["providers"] == ["auto"] else values["providers"]
-        runner = self._runner_factory(model_dir, backend=values["backend"], providers=providers,
-                                      threads=values["threads"], device=values["device"])
+        factory = self._runner_factory  # not self: a load abandoned at shutdown must not keep the node
+        runner = self._load(lambda: factory(model_dir, backend=values["backend"], providers=providers,
+                                            threads=values["threads"], device=values["device"]))
         self._runner, self._model_dir = runner, str(model_dir)
         classes = P.resolve_confidence_classes(values["confidence_classes"], list(runner.class_names))
         self._segmenter = VideoSegmenter(runner, KeyFrameSchedule(settings),
@@ -360,8 +361,14 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     """Create the node from ROS arguments and spin it until shutdown.
 
     With ``autostart`` the node configures and activates itself; a failed transition ends the
-    process with status 1 and the reason on stderr.
+    process with status 1 and the reason on stderr. A signal mid-load exits at once (ModelLoad).
     """
+    code, load = _spin(args, autostart, runner_factory)
+    load.exit_if_abandoned(code)  # after _spin: the node is gone, so its participant can go too
+    return code
+
+
+def _spin(args, autostart: bool, runner_factory) -> tuple[int, ModelLoad]:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from mpvss_ros.ros.large_buffers import keep_large_buffers_on_heap
@@ -374,19 +381,19 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
             # a signal during start-up shuts the context down under the transition: exit quietly
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 if not rclpy.ok():
-                    return 0
+                    return 0, node._load
                 print(f"mpvss node: error: configure failed: {node.last_error}", file=sys.stderr)
-                return 1
+                return 1, node._load
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 if not rclpy.ok():
-                    return 0
+                    return 0, node._load
                 print("mpvss node: error: activate failed", file=sys.stderr)
-                return 1
+                return 1, node._load
         # One executor thread is enough: callbacks only post frames; inference has its own thread.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException, ShutdownRequested):
         pass
     except _rclpy.RCLError:
         # A signal can shut the context down between the executor's check of it and building its
@@ -400,7 +407,7 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return 0, node._load
 
 
 def main(args: list[str] | None = None) -> int:

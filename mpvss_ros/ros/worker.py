@@ -1,12 +1,18 @@
-"""One-slot mailbox and the inference worker thread.
+"""One-slot mailbox, the inference worker thread, and the model-load thread.
 
 The subscription callback only drops the newest message into the mailbox (O(1), never blocks
 on inference); a frame still waiting there when a newer one arrives is superseded and counted
 as dropped. The worker takes the newest frame whenever it is free, so latency stays bounded
 by one inference and memory by one frame, whatever the input rate.
+
+A model load (``ModelLoad``) runs on a thread of its own so that a shutdown during configure
+does not wait for it.
 """
 from __future__ import annotations
 
+import gc
+import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -114,3 +120,70 @@ class Controls:
             schedule, key = self._schedule, self._key_frame
             self._schedule, self._key_frame = {}, False
             return schedule, key
+
+
+class ShutdownRequested(BaseException):
+    """The context shut down (SIGINT/SIGTERM) during a transition callback.
+
+    A BaseException on purpose: rclpy's lifecycle turns an Exception from a callback into ERROR
+    and then, publishing the transition on the shut-down context, logs "Failed to complete
+    transition". This passes through it (and the executor) to ``node.run``, which exits quietly;
+    elsewhere it ends a spin that shutdown would end anyway (ExternalShutdownException)."""
+
+
+class ModelLoad:
+    """Runs a model load on a daemon thread and waits for it only while ``context`` is up.
+
+    Loading (ONNX Runtime sessions, torch weights) is native code a signal cannot interrupt, and
+    rclpy's signal handler only shuts the context down (SIGTERM calls no Python code at all), so
+    the waiting side polls ``context.ok()``: a stop request ends the wait at once instead of
+    after a load of up to a minute (the loads release the GIL). The abandoned thread must not
+    meet interpreter teardown: see ``exit_if_abandoned``."""
+
+    def __init__(self, context, poll_s: float = 0.05):
+        self._context = context
+        self._poll_s = poll_s
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, load: Callable[[], Any]) -> Any:
+        """``load()``'s result, or its exception re-raised here; ShutdownRequested on shutdown."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def target():
+            try:
+                outcome["result"] = load()
+            except BaseException as exc:  # handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        self._thread = threading.Thread(target=target, name="mpvss_model_load", daemon=True)
+        self._thread.start()
+        while not done.wait(self._poll_s):
+            if not self._context.ok():
+                raise ShutdownRequested
+        self._thread = None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def abandoned(self) -> bool:
+        """True while a load left behind at shutdown is still running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def exit_if_abandoned(self, code: int) -> None:
+        """End the process with ``code`` now if a load is still running (else return).
+
+        Interpreter teardown under a session being built makes ONNX Runtime abort (exit 134) or
+        segfault, so it is skipped (os._exit). The caller has destroyed the node; finalising the
+        context here deletes the DDS participant, so peers see the node leave at once rather
+        than when its lease runs out (20 s)."""
+        if not self.abandoned():
+            return
+        gc.collect()  # a destroyed lifecycle node holds the context until it is collected
+        self._context.destroy()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
