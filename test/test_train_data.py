@@ -49,6 +49,16 @@ def make_toy_sequences(root, split: str, sequences: int = 2, frames: int = 6, si
                         flow if t > 0 else None, valid if t > 0 else None)
 
 
+def label_only_frame(root, split: str, index: int) -> None:
+    """Real Cityscapes: ground truth on one frame per sequence (its 20th), no flow files."""
+    import shutil
+
+    shutil.rmtree(root / "flow" / split, ignore_errors=True)
+    for p in (root / "gtFine" / split).glob("*/*_gtFine_labelIds.png"):
+        if int(p.name.split("_")[2]) != index:
+            p.unlink()
+
+
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
@@ -68,6 +78,23 @@ def test_cache_holds_every_frame(toy_root):
     assert cache.position(7) == 1
     assert len(cache.propagation_targets(1)) == 10  # first frame of each sequence has no key
     assert not cache.flow_valid[0].any() and cache.flow_valid[1].mean() > 0.8
+
+
+def test_cache_keeps_only_frames_training_can_use(toy_root, tmp_path):
+    """With ground truth on one frame in 8, only it and the `context` frames before it are
+    decoded (each kept run its own sequence); fully labelled data keeps every frame."""
+    from mpvss_ros.training.frame_cache import load_split
+
+    make_toy_sequences(tmp_path, "train", sequences=2, frames=8)
+    label_only_frame(tmp_path, "train", 5)
+    cache = load_split(tmp_path, "train", context=3)
+    assert len(cache) == 8 and cache.has_labels.tolist() == [False, False, False, True] * 2
+    assert [cache.position(i) for i in range(8)] == [0, 1, 2, 3] * 2
+    assert cache.propagation_targets(3).tolist() == [3, 7]
+    full = load_split(tmp_path, "train")
+    assert np.array_equal(cache.images[:4], full.images[2:6])
+    assert len(load_split(tmp_path, "train", context=0)) == 2
+    assert len(load_split(toy_root, "train", context=3)) == 12
 
 
 def test_composed_flow_maps_current_pixels_onto_key_pixels(toy_root):

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from mpvss_ros.model.config import small_config
-from test_train_data import make_toy_sequences
+from test_train_data import label_only_frame, make_toy_sequences
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,18 @@ def test_flow_init_starts_the_flow_module_from_another_run(toy, tmp_path):
     other.save(tmp_path / "other")
     with pytest.raises(ValueError, match="query-flow configuration differs"):
         init_query_flow(load_segmentor_source(str(seg), (64, 128)), str(tmp_path / "other"))
+
+
+def test_ground_truth_on_one_frame_per_sequence_and_no_flow(toy, tmp_path):
+    """Real Cityscapes layout: pre-training without flow files is refused naming the way out,
+    and the mask-loss phase trains on the labelled frames with their earlier frames as keys."""
+    from mpvss_ros.training.train_flow import train_flow
+
+    _, seg = toy
+    for split, seed in (("train", 0), ("val", 1)):
+        make_toy_sequences(tmp_path / "cs", split, sequences=2, frames=6, seed=seed)
+        label_only_frame(tmp_path / "cs", split, 4)
+    with pytest.raises(ValueError, match="no ground-truth flow .* pass --pretrain-steps 0"):
+        train_flow(_opts(tmp_path / "cs", seg, tmp_path / "pre"))
+    result = train_flow(_opts(tmp_path / "cs", seg, tmp_path / "flow", pretrain_steps=0, steps=2))
+    assert result["step"] == 2 and result["phase"] == "flow" and result["val_miou"] >= 0

@@ -46,27 +46,51 @@ class FrameCache:
         return np.asarray(cur, dtype=np.int64)
 
 
+def used_runs(frames, context: int | None) -> list[list]:
+    """The runs of consecutive frames that training can use: each labelled frame and the `context`
+    frames before it (None: all frames, one run)."""
+    if context is None:
+        return [list(frames)]
+    keep = np.zeros(len(frames), bool)
+    for j, f in enumerate(frames):
+        if f.label_path is not None:
+            keep[max(0, j - context):j + 1] = True
+    runs, run = [], []
+    for f, k in zip(frames, keep):
+        if k:
+            run.append(f)
+        elif run:
+            runs.append(run)
+            run = []
+    return runs + [run] if run else runs
+
+
 def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames: int | None = None,
-               threads: int = 4) -> FrameCache:
-    """Decode every frame of `root`/`split` (Cityscapes layout) into a FrameCache."""
+               threads: int = 4, context: int | None = None) -> FrameCache:
+    """Decode the frames of `root`/`split` (Cityscapes layout) into a FrameCache: all of them, or
+    with `context` only each labelled frame and the `context` frames before it (real Cityscapes
+    labels one frame in 30; its other frames would cost memory and never be used). Each kept run
+    of frames counts as a sequence of its own."""
     from mpvss_ros.data.cityscapes import CityscapesSequences
 
     seqs = CityscapesSequences(root, split)
     frames, starts = [], []
     for s in seqs:
-        first = len(frames)
-        for f in s.frames:
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            frames.append(f)
-            starts.append(first)
+        for run in used_runs(s.frames, context):
+            first = len(frames)
+            for f in run:
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+                frames.append(f)
+                starts.append(first)
     if not frames:
         raise ValueError(f"no frames in {root}/{split}")
     if not any(f.label_path is not None for f in frames):
         raise ValueError(f"no ground-truth labels (gtFine/*_labelIds.png) in {root}/{split}")
     if with_flow and not any(f.flow_path is not None for f in frames):
-        raise ValueError(f"no ground-truth flow (flow/*_flow.png) in {root}/{split}; "
-                         "generate the data with `mpvss make-sequences`")
+        # real Cityscapes has none: say how to train without it
+        raise ValueError(f"no ground-truth flow (flow/*_flow.png) in {root}/{split} for the pixel-flow "
+                         "pre-training; pass --pretrain-steps 0 to train with the mask loss only")
 
     def decode(frame):
         image = seqs.load_image(frame)

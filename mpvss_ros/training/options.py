@@ -77,12 +77,15 @@ def start(opts: CommonOptions) -> DistContext:
     return ctx
 
 
-def load_caches(opts: CommonOptions, with_flow: bool) -> tuple[FrameCache, FrameCache | None]:
+def load_caches(opts: CommonOptions, with_flow: bool, context: int = 0,
+                val_context: int = 0) -> tuple[FrameCache, FrameCache | None]:
+    """Train and val frames; `context` / `val_context`: the frames kept before each labelled one
+    (the largest key-frame gap used; 0 for the segmentor)."""
     threads = max(1, opts.threads or torch.get_num_threads())
-    train = load_split(opts.data, opts.split, with_flow=with_flow, threads=threads)
+    train = load_split(opts.data, opts.split, with_flow=with_flow, threads=threads, context=context)
     val = None
     if opts.val_split:
-        val = load_split(opts.data, opts.val_split, threads=threads)
+        val = load_split(opts.data, opts.val_split, threads=threads, context=val_context)
     return train, val
 
 

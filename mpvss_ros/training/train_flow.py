@@ -76,7 +76,8 @@ def train_flow(opts: FlowOptions) -> dict:
         raise ValueError(f"--pretrain-lr must be a positive number, got {opts.pretrain_lr}")
     ctx = start(opts)
     try:
-        train, val = load_caches(opts, with_flow=opts.pretrain_steps > 0)
+        train, val = load_caches(opts, with_flow=opts.pretrain_steps > 0, context=opts.max_gap,
+                                 val_context=opts.val_gap)
         info = run_info(opts, ctx, "train flow", {"steps": opts.steps, "pretrain_steps": opts.pretrain_steps,
                                                   "max_gap": opts.max_gap})
         resumed = resume(opts, ctx, info, fixed_extra=("max_gap", "pretrain_steps", "segmentor", "flow_init"))
