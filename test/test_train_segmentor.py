@@ -238,3 +238,25 @@ def test_truncated_weights_are_a_one_line_error(toy_root, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "cannot load it into this checkpoint's model" in err and "Traceback" not in err
+
+
+def test_init_takes_a_transformers_mask2former_directory(toy_root, tmp_path):
+    """--init DIR with a user's transformers Mask2Former: the run fine-tunes those weights (not a
+    fresh init), and the result is a self-contained MPVSS checkpoint."""
+    from mpvss_ros.model.config import tiny_segmentor_config
+    from mpvss_ros.model.mpvss import MPVSS
+    from mpvss_ros.model.segmentor import KeyFrameSegmentor
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    torch.manual_seed(1)
+    hf = KeyFrameSegmentor.from_config(tiny_segmentor_config(small_config((64, 128)).segmentor))
+    hf.save_pretrained(tmp_path / "hf")
+    out = train_segmentor(_opts(toy_root, tmp_path / "tuned", steps=2, lr=1e-12, warmup=0, model_config=None,
+                                init=str(tmp_path / "hf")))
+    assert out["step"] == 2
+    (tmp_path / "hf" / "model.safetensors").unlink()  # the checkpoint must not need the source directory
+    tuned = MPVSS.load(tmp_path / "tuned")
+    x = torch.rand(1, 3, 64, 128) * 255
+    with torch.no_grad():
+        a, b = hf.eval()(x / 255), tuned.segmentor(x / 255)
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-4)

@@ -52,8 +52,8 @@ def add_arguments(parser) -> None:
     seg.add_argument("--model-config", default=None,
                      help="MPVSSConfig JSON to build the model from (default: the built-in default config)")
     seg.add_argument("--init", default=None,
-                     help="MPVSS checkpoint to start from instead of random weights (e.g. to continue a "
-                          "trained segmentor on new data with a fresh schedule)")
+                     help="MPVSS checkpoint or transformers Mask2Former directory to start from instead of "
+                          "random weights (e.g. to fine-tune a segmentor on new data with a fresh schedule)")
     flow = sub.add_parser("flow", help="train the query-flow module on a trained segmentor")
     _common(flow)
     flow.add_argument("--segmentor", default=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from mpvss_ros.model.config import MPVSSConfig
+from mpvss_ros.model.config import MPVSSConfig, read_json_object
 from mpvss_ros.model.mpvss import CONFIG_NAME, MPVSS
 
 from .batches import SegmentorBatches
@@ -24,7 +24,7 @@ from .validation import segmentor_miou, spread
 class SegmentorOptions(CommonOptions):
     steps: int = 8000
     model_config: MPVSSConfig | None = None  # None: the default MPVSSConfig
-    init: str | None = None  # MPVSS checkpoint whose weights start this run (fresh optimizer, schedule)
+    init: str | None = None  # MPVSS checkpoint or transformers Mask2Former dir that starts this run
     flip: bool = True
 
 
@@ -33,21 +33,31 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
     if opts.steps <= 0:
         raise ValueError(f"--steps must be positive, got {opts.steps}")
     init_config = None
+    transformers_init = False
     if opts.init:
         if opts.model_config is not None:
             raise ValueError("--init and --model-config exclude each other: --init brings its own configuration")
         init_config = Path(opts.init) / CONFIG_NAME
         if not init_config.is_file():
-            raise FileNotFoundError(f"--init {opts.init}: not an MPVSS checkpoint (no {CONFIG_NAME})")
+            raise FileNotFoundError(f"--init {opts.init}: not an MPVSS checkpoint or transformers Mask2Former "
+                                    f"directory (no {CONFIG_NAME})")
+        # a user's Mask2Former: fine-tuned as it is (classes checked and ordered on load)
+        transformers_init = read_json_object(init_config).get("model_type") == "mask2former"
     ctx = start(opts)
     try:
         train, val = load_caches(opts, with_flow=False)
-        cfg = MPVSSConfig.load(init_config) if opts.init else (opts.model_config or MPVSSConfig())
+        if transformers_init:
+            cfg = MPVSSConfig(segmentor_path=str(Path(opts.init).resolve()))
+        else:
+            cfg = MPVSSConfig.load(init_config) if opts.init else (opts.model_config or MPVSSConfig())
         cfg = dataclasses.replace(cfg, image_size=train.size)  # graphs are built for the data's frame size
         info = run_info(opts, ctx, "train segmentor", {"steps": opts.steps, "model_config": cfg.to_dict(),
                                                         "init": opts.init})
         resumed = resume(opts, ctx, info, fixed_extra=("init", "model_config"))
-        if resumed is None and opts.init:
+        if resumed is None and transformers_init:
+            torch.manual_seed(opts.seed)  # the query-flow module's initial weights
+            model, state, optimizer_state = MPVSS(cfg).train(), None, None
+        elif resumed is None and opts.init:
             model, state, optimizer_state = MPVSS.load(opts.init).train(), None, None
             model.config = cfg
         elif resumed is None:
