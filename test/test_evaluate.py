@@ -13,7 +13,7 @@ from mpvss_ros.evaluation.evaluate import evaluate, schedule_gflops
 from mpvss_ros.evaluation.oracle import OracleRunner
 
 KEYS = {"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame", "gflops_per_frame", "per_class_iou",
-        "miou_ci95"}
+        "miou_ci95", "key_distances"}
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,7 @@ def test_runner_input_size_and_key_schedule(run, tmp_path):
     assert [c[0] for c in runner.calls].count("propagate") == 12
     assert all(c[1] == (64, 128, 3) for c in runner.calls)
     row = report["results"][0]
+    assert row["key_distances"] == {"0": 5, "1": 4, "2": 4, "3": 4}
     # labels predicted at half size (a 16x32 mask grid, too coarse to warp well), scored at full size
     assert 0.4 < row["miou"] < 0.9
     saved = sorted(tmp_path.glob("query-flow_k4/*_pred_labelIds.png"))
@@ -324,3 +325,44 @@ def test_report_counts_unmatched_ground_truth_and_lists_mixed_sizes(tmp_path, ca
     info = json.loads(out.read_text())["data"]
     assert info["unmatched_ground_truth"] == 1 and info["annotated_frames"] == 7
     assert info["image_size"] == [32, 64] and info["image_sizes"] == [[32, 64], [64, 128]]
+
+
+class ConstantRunner:
+    """Labels every frame as road; counts its calls."""
+    input_size = (32, 64)
+
+    def __init__(self):
+        self.keys = 0
+
+    def key_frame(self, image):
+        from types import SimpleNamespace
+
+        self.keys += 1
+        out = SimpleNamespace(labels=np.zeros(image.shape[:2], np.uint8))
+        return out, out
+
+    def propagate(self, key, image):
+        return key
+
+
+def test_ground_truth_on_one_frame_per_snippet(tmp_path, capsys):
+    """Real Cityscapes: snippets numbered from anywhere, ground truth on their 20th frame only.
+    Only that frame is scored, at the distance from its key frame the schedule gives; the
+    oracle, which needs ground truth on key frames, says so."""
+    data = tmp_path / "d"
+    generate(data, "val", sequences=2, frames=12, size=(32, 64), seed=3, workers=1, progress=False)
+    for p in sorted(data.rglob("*.png")):
+        if "flow" in p.parts or "gtFine" in p.parts and "_000009_" not in p.name:
+            p.unlink()
+        elif "_000001_" in p.name:  # the second snippet starts at frame 275, labelled 284
+            frame = int(p.name.split("_")[2])
+            p.rename(p.with_name(p.name.replace(f"_000001_{frame:06d}_", f"_000001_{frame + 275:06d}_")))
+    report = evaluate(data, "val", ConstantRunner(), ["per-frame", "copy"], [1, 4, 5], progress=False)
+    assert report["data"]["annotated_frames"] == 2 and report["data"]["frames"] == 24
+    rows = {(r["method"], r["interval"]): r for r in report["results"]}
+    assert rows[("per-frame", 1)]["key_distances"] == {"0": 2}
+    assert rows[("copy", 4)]["key_distances"] == {"1": 2} and rows[("copy", 5)]["key_distances"] == {"4": 2}
+    assert rows[("copy", 5)]["per_class_iou"]["road"] > 0
+    code = main(["evaluate", "--data", str(data), "--split", "val", "--model", "oracle", "--methods", "copy",
+                 "--intervals", "2", "--out", str(tmp_path / "r.json")])
+    assert code == 2 and "needs ground truth on every key frame" in capsys.readouterr().err

@@ -5,7 +5,9 @@
  "gflops_per_frame", "per_class_iou": {name: iou}}], "model": ..., "data": ...}
 Frames go to the runner resized to its input size; its labels come back at that size and are
 resized (nearest) to the ground-truth size for scoring. Key frames are frame indices 0, k, 2k...
-of each sequence. per-frame does not depend on k and is reported once, with interval 1.
+of each sequence, so frame t is scored t mod k frames after its key frame; each result's
+`key_distances` counts the scored frames by that distance. per-frame does not depend on k and
+is reported once, with interval 1.
 Metrics are accumulated over every annotated frame (mIoU from one confusion matrix for the split).
 Each result also carries `miou_ci95`, a bootstrap interval over drives, and the report a list
 of paired `comparisons` (query flow vs optical flow, optical flow vs copy, at each interval):
@@ -55,6 +57,7 @@ class _Accumulator:
         self.ms = 0.0
         self.frames = 0
         self.key_frames = 0
+        self.key_distances: dict[int, int] = {}  # scored frames by frames since their key frame
 
 
 def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10), save_predictions=None,
@@ -92,12 +95,15 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
             a = acc[(method, k)]
             seq_confusion = ConfusionMatrix()
             preds = []
-            for frame, im, gt, lab in zip(seq.frames, raw, gts, labels):
+            key_t = 0
+            for t, (frame, im, gt, lab) in enumerate(zip(seq.frames, raw, gts, labels)):
+                key_t = t if is_key[t] else key_t
                 pred = resize_labels(lab, (gt if gt is not None else im).shape[:2])
                 preds.append(pred)
                 if gt is None:
                     continue
                 seq_confusion.update(pred, gt)
+                a.key_distances[t - key_t] = a.key_distances.get(t - key_t, 0) + 1
                 if save_predictions:
                     out = Path(save_predictions) / f"{method}_k{k}" / f"{frame.stem}_pred_labelIds.png"
                     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +131,8 @@ def evaluate(data, split: str, runner, methods=METHODS, intervals=(1, 2, 5, 10),
             "ms_per_frame": a.ms / a.frames if a.frames else None,
             "gflops_per_frame": schedule_gflops(method, gflops, a.key_frames, a.frames),
             "per_class_iou": confusion.per_class_iou(),
+            # sparse ground truth (real Cityscapes: frame 19 of 30) is scored at t mod k only
+            "key_distances": {str(d): n for d, n in sorted(a.key_distances.items())},
         })
     model = dict(model_info or {})
     model.setdefault("backend", getattr(runner, "backend", None))

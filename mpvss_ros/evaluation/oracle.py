@@ -133,7 +133,9 @@ class OracleRunner:
             raise ValueError(f"oracle expects images at input size {self.input_size}, got {image.shape[:2]}")
         frame = self._frames.get(_digest(image))
         if frame is None:
-            raise ValueError("oracle: this image is not a frame of the indexed split")
+            # without flow files only annotated frames are indexed (real Cityscapes: 1 in 30)
+            raise ValueError("oracle: this image is not a frame of the indexed split with ground truth "
+                             "(the oracle needs ground truth on every key frame)")
         return frame
 
     def _ground_truth(self, frame: Frame) -> np.ndarray:
