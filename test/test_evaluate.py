@@ -357,8 +357,12 @@ def test_ground_truth_on_one_frame_per_snippet(tmp_path, capsys):
         elif "_000001_" in p.name:  # the second snippet starts at frame 275, labelled 284
             frame = int(p.name.split("_")[2])
             p.rename(p.with_name(p.name.replace(f"_000001_{frame:06d}_", f"_000001_{frame + 275:06d}_")))
-    report = evaluate(data, "val", ConstantRunner(), ["per-frame", "copy"], [1, 4, 5], progress=False)
-    assert report["data"]["annotated_frames"] == 2 and report["data"]["frames"] == 24
+    runner = ConstantRunner()
+    report = evaluate(data, "val", runner, ["per-frame", "copy"], [1, 4, 5], progress=False)
+    assert report["data"]["annotated_frames"] == 2
+    # frames 10 and 11 of each snippet come after its labelled frame: never scored, not run
+    assert report["data"]["frames"] == 20 and report["data"]["frames_after_last_annotated"] == 4
+    assert runner.keys == 20  # per-frame runs each frame once as a key frame (shared), none after frame 9
     rows = {(r["method"], r["interval"]): r for r in report["results"]}
     assert rows[("per-frame", 1)]["key_distances"] == {"0": 2}
     assert rows[("copy", 4)]["key_distances"] == {"1": 2} and rows[("copy", 5)]["key_distances"] == {"4": 2}
