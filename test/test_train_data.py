@@ -97,6 +97,32 @@ def test_cache_keeps_only_frames_training_can_use(toy_root, tmp_path):
     assert len(load_split(toy_root, "train", context=3)) == 12
 
 
+def test_cache_in_memory_mapped_files_equals_the_one_in_memory(toy_root, tmp_path):
+    from mpvss_ros.training.frame_cache import load_split
+
+    held = load_split(toy_root, "train", with_flow=True)
+    mapped = load_split(toy_root, "train", with_flow=True, cache_dir=tmp_path / "c", cache_name="train.rank0")
+    assert isinstance(mapped.images, np.memmap) and isinstance(mapped.flows, np.memmap)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        f"train.rank0.{k}.npy" for k in ("flow_valid", "flows", "images", "train_ids")]
+    for name in ("images", "train_ids", "has_labels", "seq_start", "flows", "flow_valid"):
+        assert np.array_equal(getattr(held, name), getattr(mapped, name)), name
+    assert mapped.propagation_targets(1).tolist() == held.propagation_targets(1).tolist()
+
+
+def test_a_split_larger_than_half_the_memory_needs_a_cache_dir(toy_root, tmp_path, monkeypatch):
+    """Refused up front with its size (not killed for memory half-way); with --cache-dir it loads."""
+    from mpvss_ros.training import frame_cache
+
+    need = 12 * frame_cache.frame_bytes((64, 128), with_flow=False)
+    monkeypatch.setattr(frame_cache, "physical_memory_bytes", lambda: 2 * need - 2)
+    with pytest.raises(ValueError, match=r"12 frames of 128x64 take 0\.0 GB decoded.*pass --cache-dir"):
+        frame_cache.load_split(toy_root, "train")
+    assert len(frame_cache.load_split(toy_root, "train", cache_dir=tmp_path)) == 12
+    monkeypatch.setattr(frame_cache, "physical_memory_bytes", lambda: 2 * need)
+    assert not isinstance(frame_cache.load_split(toy_root, "train").images, np.memmap)
+
+
 def test_composed_flow_maps_current_pixels_onto_key_pixels(toy_root):
     """Chained flow over 3 frames: the current frame's labels, pulled from the key frame along the
     flow, agree with the key frame's labels where the flow is valid."""

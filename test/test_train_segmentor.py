@@ -260,3 +260,18 @@ def test_init_takes_a_transformers_mask2former_directory(toy_root, tmp_path):
     with torch.no_grad():
         a, b = hf.eval()(x / 255), tuned.segmentor(x / 255)
     assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-4)
+
+
+def test_cache_dir_trains_the_same_model(toy_root, tmp_path):
+    """--cache-dir: the frames come from memory-mapped files; the run is the same as in memory."""
+    from safetensors.torch import load_file
+
+    from mpvss_ros.training.train_segmentor import train_segmentor
+
+    train_segmentor(_opts(toy_root, tmp_path / "held", steps=2))
+    train_segmentor(_opts(toy_root, tmp_path / "mapped", steps=2, cache_dir=str(tmp_path / "cache")))
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {
+        f"{split}.rank0.{k}.npy" for split in ("train", "val") for k in ("images", "train_ids")}
+    a = load_file(str(tmp_path / "held" / "model.safetensors"))
+    b = load_file(str(tmp_path / "mapped" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

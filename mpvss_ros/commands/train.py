@@ -41,6 +41,9 @@ def _common(p) -> None:
                    help="points per mask in the Hungarian loss (0: one per mask pixel of the crop)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cache-dir", default=None,
+                   help="keep the decoded frames in memory-mapped files in this directory instead of in "
+                        "memory (splits larger than half the RAM, e.g. real Cityscapes at full size)")
 
 
 def add_arguments(parser) -> None:
@@ -76,7 +79,8 @@ def _common_values(args) -> dict:
                 crop=parse_size(args.crop) if args.crop else None, workers=args.workers, amp=args.amp,
                 lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, clip_norm=args.clip_norm,
                 num_points=args.num_points, log_every=args.log_every, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-                keep_checkpoints=args.keep_checkpoints, flip=not args.no_flip, progress=not args.no_progress)
+                keep_checkpoints=args.keep_checkpoints, flip=not args.no_flip, progress=not args.no_progress,
+                cache_dir=args.cache_dir)
 
 
 def run(args) -> int:

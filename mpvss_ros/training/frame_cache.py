@@ -3,10 +3,13 @@
 Images, train ids and (optionally) the per-frame ground-truth backward flow to the previous
 frame are held in memory; DataLoader workers started by fork share them copy-on-write. A
 256x512 frame costs 0.4 MB (image) + 0.13 MB (labels) + 0.5 MB (float16 flow), so the
-default 600-frame training split fits in about 0.6 GB.
+default 600-frame training split fits in about 0.6 GB. A split too large for memory (real
+Cityscapes at 1024x2048: 8 MB a frame) goes to memory-mapped files in a cache directory
+instead, read through the page cache: the same arrays to the code that samples batches.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +68,44 @@ def used_runs(frames, context: int | None) -> list[list]:
     return runs + [run] if run else runs
 
 
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def frame_bytes(size: tuple[int, int], with_flow: bool) -> int:
+    """Bytes one decoded frame takes in a FrameCache."""
+    h, w = size
+    return h * w * (3 + 1 + (4 + 1 if with_flow else 0))
+
+
+def _arrays(n: int, size: tuple[int, int], with_flow: bool, cache_dir: Path | None, name: str) -> dict:
+    """The cache's arrays, in memory or (cache_dir) as .npy files mapped into memory."""
+    h, w = size
+    shapes = {"images": ((n, h, w, 3), np.uint8), "train_ids": ((n, h, w), np.uint8)}
+    if with_flow:
+        shapes.update(flows=((n, h, w, 2), np.float16), flow_valid=((n, h, w), bool))
+    if cache_dir is None:
+        return {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return {k: np.lib.format.open_memmap(cache_dir / f"{name}.{k}.npy", mode="w+", dtype=dtype, shape=shape)
+            for k, (shape, dtype) in shapes.items()}
+
+
 def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames: int | None = None,
-               threads: int = 4, context: int | None = None) -> FrameCache:
+               threads: int = 4, context: int | None = None, cache_dir: str | Path | None = None,
+               cache_name: str | None = None) -> FrameCache:
     """Decode the frames of `root`/`split` (Cityscapes layout) into a FrameCache: all of them, or
     with `context` only each labelled frame and the `context` frames before it (real Cityscapes
     labels one frame in 30; its other frames would cost memory and never be used). Each kept run
-    of frames counts as a sequence of its own."""
+    of frames counts as a sequence of its own.
+
+    With `cache_dir` the arrays are .npy files there (`cache_name`.images.npy, ..., rewritten on
+    every load). Without it, a split that would take more than half of this machine's memory is
+    refused up front with its size, rather than the process being killed half-way."""
     from mpvss_ros.data.cityscapes import CityscapesSequences
 
     seqs = CityscapesSequences(root, split)
@@ -98,23 +133,37 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
         flow = seqs.load_flow(frame) if with_flow else None
         return image, labels, flow
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # cv2 decodes without the GIL
-        decoded = list(pool.map(decode, frames))
-    h, w = decoded[0][0].shape[:2]
     n = len(frames)
-    images = np.empty((n, h, w, 3), np.uint8)
-    train_ids = np.full((n, h, w), IGNORE, np.uint8)
+    first = decode(frames[0])
+    h, w = first[0].shape[:2]
+    need, ram = n * frame_bytes((h, w), with_flow), physical_memory_bytes()
+    if cache_dir is None and ram is not None and need > ram // 2:
+        raise ValueError(f"{root}/{split}: {n} frames of {w}x{h} take {need / 2**30:.1f} GB decoded, more "
+                         f"than half of this machine's {ram / 2**30:.1f} GB; pass --cache-dir DIR (a disk "
+                         "with that much room: the frames go to memory-mapped files there)")
+    arrays = _arrays(n, (h, w), with_flow, Path(cache_dir) if cache_dir is not None else None,
+                     cache_name or split)
+    arrays["train_ids"][:] = IGNORE
     has_labels = np.zeros(n, bool)
-    flows = np.zeros((n, h, w, 2), np.float16) if with_flow else None
-    valid = np.zeros((n, h, w), bool) if with_flow else None
-    for i, (image, labels, flow) in enumerate(decoded):
-        if image.shape[:2] != (h, w):
-            raise ValueError(f"frames differ in size: {frames[i].image_path} is {image.shape[:2]}, expected {(h, w)}")
-        images[i] = image
-        if labels is not None:
-            train_ids[i] = labels
-            has_labels[i] = True
-        if with_flow and flow is not None:
-            flows[i] = flow[0]
-            valid[i] = flow[1]
-    return FrameCache(images, train_ids, has_labels, np.asarray(starts, np.int64), flows, valid)
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # cv2 decodes without the GIL
+        for i, (image, labels, flow) in enumerate(_decoded(pool, decode, first, frames[1:], 4 * max(1, threads))):
+            if image.shape[:2] != (h, w):
+                raise ValueError(f"frames differ in size: {frames[i].image_path} is {image.shape[:2]}, "
+                                 f"expected {(h, w)}")
+            arrays["images"][i] = image
+            if labels is not None:
+                arrays["train_ids"][i] = labels
+                has_labels[i] = True
+            if with_flow and flow is not None:
+                arrays["flows"][i] = flow[0]
+                arrays["flow_valid"][i] = flow[1]
+    return FrameCache(arrays["images"], arrays["train_ids"], has_labels, np.asarray(starts, np.int64),
+                      arrays.get("flows"), arrays.get("flow_valid"))
+
+
+def _decoded(pool, decode, first, rest, chunk: int):
+    """`first`, then decode(f) for f in `rest`, in order, a chunk at a time: the frames held
+    besides the cache's arrays stay a few, whatever the split's size."""
+    yield first
+    for i in range(0, len(rest), chunk):
+        yield from pool.map(decode, rest[i:i + chunk])

@@ -42,6 +42,7 @@ class CommonOptions:
     keep_checkpoints: bool = False
     num_points: int = 0  # points per mask in the Hungarian loss; 0: one per mask pixel of the crop
     progress: bool = True
+    cache_dir: str | None = None  # decoded frames in memory-mapped files there instead of in memory
 
     # options a resumed run must share with the run it continues (others may change); weight
     # decay lives in the optimizer state a resume restores, so a new value would not apply
@@ -77,15 +78,18 @@ def start(opts: CommonOptions) -> DistContext:
     return ctx
 
 
-def load_caches(opts: CommonOptions, with_flow: bool, context: int = 0,
-                val_context: int = 0) -> tuple[FrameCache, FrameCache | None]:
+def load_caches(opts: CommonOptions, with_flow: bool, context: int = 0, val_context: int = 0,
+                rank: int = 0) -> tuple[FrameCache, FrameCache | None]:
     """Train and val frames; `context` / `val_context`: the frames kept before each labelled one
-    (the largest key-frame gap used; 0 for the segmentor)."""
+    (the largest key-frame gap used; 0 for the segmentor). With --cache-dir each process of a
+    torchrun job writes its own files (rank in the name)."""
     threads = max(1, opts.threads or torch.get_num_threads())
-    train = load_split(opts.data, opts.split, with_flow=with_flow, threads=threads, context=context)
+    train = load_split(opts.data, opts.split, with_flow=with_flow, threads=threads, context=context,
+                       cache_dir=opts.cache_dir, cache_name=f"train.rank{rank}")
     val = None
     if opts.val_split:
-        val = load_split(opts.data, opts.val_split, threads=threads, context=val_context)
+        val = load_split(opts.data, opts.val_split, threads=threads, context=val_context,
+                         cache_dir=opts.cache_dir, cache_name=f"val.rank{rank}")
     return train, val
 
 

@@ -77,7 +77,7 @@ def train_flow(opts: FlowOptions) -> dict:
     ctx = start(opts)
     try:
         train, val = load_caches(opts, with_flow=opts.pretrain_steps > 0, context=opts.max_gap,
-                                 val_context=opts.val_gap)
+                                 val_context=opts.val_gap, rank=ctx.rank)
         info = run_info(opts, ctx, "train flow", {"steps": opts.steps, "pretrain_steps": opts.pretrain_steps,
                                                   "max_gap": opts.max_gap})
         resumed = resume(opts, ctx, info, fixed_extra=("max_gap", "pretrain_steps", "segmentor", "flow_init"))

@@ -45,7 +45,7 @@ def train_segmentor(opts: SegmentorOptions) -> dict:
         transformers_init = read_json_object(init_config).get("model_type") == "mask2former"
     ctx = start(opts)
     try:
-        train, val = load_caches(opts, with_flow=False)
+        train, val = load_caches(opts, with_flow=False, rank=ctx.rank)
         if transformers_init:
             cfg = MPVSSConfig(segmentor_path=str(Path(opts.init).resolve()))
         else:
