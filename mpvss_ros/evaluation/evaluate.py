@@ -1,6 +1,6 @@
 """Offline evaluation of video segmentation methods on a Cityscapes-style split.
 
-`evaluate(...)` returns the report of the design card:
+`evaluate(...)` returns a report:
 {"results": [{"method", "interval", "miou", "fwiou", "vc8", "vc16", "ms_per_frame",
  "gflops_per_frame", "per_class_iou": {name: iou}}], "model": ..., "data": ...}
 Frames go to the runner resized to its input size; its labels come back at that size and are
