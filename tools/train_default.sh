@@ -13,7 +13,8 @@
 #   STEPS_SCALE=0.2 tools/train_default.sh        # about two hours (weaker model; use another RUN_DIR)
 #   DEVICE=cuda BATCH=16 tools/train_default.sh   # on a GPU (bf16 autocast)
 #   STEPS_SCALE=0.002 SEQ_SCALE=0.02 RUN_DIR=/tmp/smoke MODEL_DIR=/tmp/smoke/model tools/train_default.sh
-#                                                 # a smoke run of every stage (minutes)
+#                                                 # a smoke run of every stage (about 20 minutes
+#                                                 # on 2 CPU cores: val and a checkpoint every step)
 # To continue from the shipped model instead of re-running every stage, rebuild its checkpoint
 # from the graphs: `mpvss recover-weights --model models/default --out runs/shipped`.
 #
