@@ -48,6 +48,7 @@ def test_bench_writes_design_keys(tiny_model, tmp_path):
     assert ros["overhead_in_node_ms"] > 0
     assert 0 < ros["overhead_fraction_of_mean_frame"] < 1
     assert ros["overhead_in_node_ms"] + ros["overhead_transport_ms"] == pytest.approx(ros["overhead_ms"])
+    assert f"ROS overhead at 128x256: p50 {ros['overhead_ms']:.1f} ms" in proc.stdout  # not only in the JSON
 
 
 def test_ros_loop_node_runs_with_the_bench_threads(monkeypatch):

@@ -84,4 +84,9 @@ def run(args) -> int:
           f"(x{result['key_over_nonkey']:.2f}; graphs alone {result['key_graph_ms']:.1f} / "
           f"{result['nonkey_graph_ms']:.1f} ms, x{result['graph_key_over_nonkey']:.2f}); per-frame {result['per_frame_fps']:.2f} FPS; "
           f"k=5 speed-up x{result['speedup_k5'] or float('nan'):.2f}; wrote {args.out}")
+    if result.get("ros"):
+        ros = result["ros"]
+        print(f"ROS overhead at {ros['size'][0]}x{ros['size'][1]}: p50 {ros['overhead_ms']:.1f} ms "
+              f"(in the node {ros['overhead_in_node_ms']:.1f} ms, transport {ros['overhead_transport_ms']:.1f} ms; "
+              f"{100 * ros['overhead_fraction_of_mean_frame']:.0f} % of the average frame at k={ros['interval']})")
     return 0
