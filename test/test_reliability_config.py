@@ -137,6 +137,7 @@ def test_fixed_in_place_then_symlinked_dir_configures_and_segments(node, good_mo
     assert all(r.successful for r in node.set_parameters(model=f"{link}/../current"))
     assert node.change_state(Transition.TRANSITION_CONFIGURE) is True
     wait_for(lambda: f"configured: model {d} (onnxruntime" in node.log(), 30, "the resolved path in the log")
+    assert "input 64x128 (HxW" in node.log()  # the model's size written as everywhere else
     node.subscribe(f"{NODE}/labels", Image)
     assert node.change_state(Transition.TRANSITION_ACTIVATE) is True
     node.wait_matched(f"{NODE}/labels")

@@ -105,7 +105,8 @@ class SegmenterNode(LifecycleNode):
         r = self._runner
         self.get_logger().info(
             f"configured: model {self._model_dir} ({r.backend}, {','.join(r.providers)}), "
-            f"input {r.input_size[1]}x{r.input_size[0]}, schedule {self._segmenter.schedule.settings}")
+            f"input {r.input_size[0]}x{r.input_size[1]} (HxW, as --size and model.json give it), "
+            f"schedule {self._segmenter.schedule.settings}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
