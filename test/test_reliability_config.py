@@ -110,6 +110,11 @@ def _configure_fails_with(node, reason: str):
 def test_out_of_range_schedule_at_start_fails_configure_until_fixed(node):
     _configure_fails_with(node, "schedule needs 1 <= min_interval <= max_interval <= 10000, got "
                           "min_interval=50 max_interval=30")
+    # other parameters can be changed meanwhile (rclpy checks a multi-parameter set one at a time,
+    # so a model fix sent before the schedule fix must not be refused for the schedule)
+    assert all(r.successful for r in node.set_parameters(overlay_alpha=0.5))
+    (refused,) = node.set_parameters(schedule__max_interval=40)  # a schedule change still out of range
+    assert not refused.successful and "min_interval=50 max_interval=40" in refused.reason
     assert all(r.successful for r in node.set_parameters(schedule__min_interval=2))
 
 

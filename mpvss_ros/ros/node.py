@@ -330,9 +330,12 @@ class SegmenterNode(LifecycleNode):
                 P.resolve_confidence_classes(changes["confidence_classes"], list(runner.class_names))
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
+        schedule_changes = {k: v for k, v in changes.items() if k.startswith(P.SCHEDULE_PREFIX)}
+        if not schedule_changes:  # an out-of-range schedule from start-up does not block other fixes
+            return SetParametersResult(successful=True)
         schedule = {n: P.coerce(n, self.get_parameter(n).value) for n in P.SPEC_BY_NAME
                     if n.startswith(P.SCHEDULE_PREFIX)}
-        schedule.update({k: v for k, v in changes.items() if k.startswith(P.SCHEDULE_PREFIX)})
+        schedule.update(schedule_changes)
         try:
             P.schedule_settings(schedule)
         except (TypeError, ValueError) as exc:
