@@ -1,10 +1,13 @@
 """sensor_msgs/Image <-> numpy, parameter checks, mailbox and class statistics (no DDS)."""
 from __future__ import annotations
 
+import sys
 import threading
+import types
 
 import numpy as np
 import pytest
+from mpvss_ros.data.encodings import to_rgb
 from mpvss_ros.ros import conversions as C
 from mpvss_ros.ros import params as P
 from mpvss_ros.ros.publishers import class_stats
@@ -133,6 +136,50 @@ def test_big_endian_flag_is_meaningless_for_8_bit_channels():
     msg.is_bigendian = True  # some drivers set it; cv_bridge ignores it for 8-bit encodings
     np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
 
+
+
+class _RecordingBridge:
+    """Stands in for cv_bridge (apt ROS 2 has it, the PyPI wheels do not): records what it is
+    given and converts as our own path does."""
+
+    def __init__(self):
+        self.seen = []
+
+    def imgmsg_to_cv2(self, msg, desired_encoding):
+        assert desired_encoding == "rgb8"
+        self.seen.append(msg)
+        return to_rgb(C.image_view(msg), msg.encoding.lower())
+
+
+def test_cv_bridge_gets_only_the_layouts_it_reads_right(monkeypatch):
+    bridge = _RecordingBridge()
+    monkeypatch.setattr(C, "_BRIDGE", bridge)
+    plain = _msg(RGB, "rgb8")
+    whole_pixel_padding = _msg(RGB, "bgr8", step=7 * 3 + 6)
+    whole_pixel_padding.data = _msg(RGB[..., ::-1].copy(), "bgr8", step=7 * 3 + 6).data
+    partial_pixel_padding = _msg(RGB, "rgb8", step=7 * 3 + 5)  # cv_bridge would shear the rows
+    short_last_row = _msg(RGB, "rgb8", step=7 * 3 + 6)
+    short_last_row.data = bytes(short_last_row.data)[:-6]  # cv_bridge: buffer too small
+    big_endian = _msg(RGB, "rgb8")
+    big_endian.is_bigendian = True  # cv_bridge calls ndarray.newbyteorder (not in NumPy 2)
+    for msg in (plain, whole_pixel_padding, partial_pixel_padding, short_last_row, big_endian):
+        np.testing.assert_array_equal(C.image_to_rgb(msg), RGB)
+    assert [id(m) for m in bridge.seen] == [id(plain), id(whole_pixel_padding)]
+
+
+def test_cv_bridge_whose_compiled_part_does_not_import_is_not_used(monkeypatch):
+    """A cv_bridge built for NumPy 1.x under NumPy 2 imports, and only its first conversion
+    imports the extension that fails: load_bridge finds that out at once."""
+    package = types.ModuleType("cv_bridge")
+    package.CvBridge = _RecordingBridge
+    monkeypatch.setitem(sys.modules, "cv_bridge", package)
+    monkeypatch.setitem(sys.modules, "cv_bridge.boost", types.ModuleType("cv_bridge.boost"))
+    monkeypatch.setitem(sys.modules, "cv_bridge.boost.cv_bridge_boost", None)  # its import raises
+    assert C.load_bridge() is None
+    extension = types.ModuleType("cv_bridge.boost.cv_bridge_boost")
+    extension.cvtColor2 = extension.getCvType = lambda *args: None
+    monkeypatch.setitem(sys.modules, "cv_bridge.boost.cv_bridge_boost", extension)
+    assert isinstance(C.load_bridge(), _RecordingBridge)
 
 def test_max_pixels():
     with pytest.raises(C.ImageError, match="more than max_image_pixels=34"):

@@ -4,8 +4,8 @@ Input: the header fields are checked first (cheap, in the subscription callback)
 frame is rejected with a one-line reason before it can displace a good one from the mailbox.
 The pixels are then viewed without a copy (``np.frombuffer``, honouring ``step`` padding);
 cv_bridge is used for the 8-bit colour / grey conversions when it is importable (ROS 2 installs
-from apt have it; the PyPI wheels do not), otherwise, and for YUV 4:2:2 and Bayer always,
-`data/encodings.py` (OpenCV) does the same. Compressed frames (JPEG / PNG) are decoded by OpenCV
+from apt have it; the PyPI wheels do not) and reads the message right (`_bridge_reads`); otherwise,
+and for YUV 4:2:2 and Bayer always, `data/encodings.py` (OpenCV) does the same. Compressed frames (JPEG / PNG) are decoded by OpenCV
 in the worker, after a header check of their size.
 Output: ``msg.data`` is always assigned ``arr.tobytes()`` — assigning a numpy array goes
 element by element (about 500x slower for a 6 MB image).
@@ -17,13 +17,34 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from mpvss_ros.data.encodings import BYTES_PER_PIXEL, compressed_size, decode_compressed_rgb, size_problem, to_rgb
 
-try:  # optional: not on PyPI
-    from cv_bridge import CvBridge as _CvBridge
-    _BRIDGE = _CvBridge()
-except Exception:  # ImportError, or a cv_bridge built against another numpy
-    _BRIDGE = None
 
+def load_bridge():
+    """cv_bridge's CvBridge (optional: not on PyPI), or None where it cannot convert here.
+
+    Its compiled half is otherwise imported only by the first conversion, so it is imported now:
+    one built against another NumPy (apt's cv_bridge for NumPy 1.26 under the NumPy 2 that pip
+    puts into a venv over ROS 2 Jazzy) then means no bridge, instead of every frame failing."""
+    try:
+        from cv_bridge import CvBridge
+        from cv_bridge.boost.cv_bridge_boost import cvtColor2, getCvType  # noqa: F401
+        return CvBridge()
+    except Exception:  # ImportError, or an extension that fails in its module init
+        return None
+
+
+_BRIDGE = load_bridge()
 _BRIDGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+
+def _bridge_reads(msg: Image, enc: str) -> bool:
+    """Whether cv_bridge's imgmsg_to_cv2 reads this checked message right.
+
+    It views the buffer as ``height`` rows of ``step // bytes per pixel`` whole pixels: a row
+    padding that is not whole pixels shears the image (silently), a last row without its padding
+    raises. With ``is_bigendian`` set it calls ndarray.newbyteorder, which NumPy 2 removed. Our
+    own path reads all of these, so they go there."""
+    return not msg.is_bigendian and msg.step % BYTES_PER_PIXEL[enc] == 0 and \
+        len(msg.data) >= msg.step * msg.height
 
 
 class ImageError(ValueError):
@@ -78,7 +99,7 @@ def image_to_rgb(msg: Image, max_pixels: int = 1 << 30) -> np.ndarray:
     enc = msg.encoding.lower()
     # YUV and Bayer always through our table: cv_bridge releases differ in which of those names
     # they know (an unknown one would raise its own exception type in the worker)
-    if _BRIDGE is not None and enc in _BRIDGE_ENCODINGS:
+    if _BRIDGE is not None and enc in _BRIDGE_ENCODINGS and _bridge_reads(msg, enc):
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return to_rgb(image_view(msg), enc)  # rgb8: the zero-copy view; consumers only read it
 
