@@ -96,6 +96,13 @@ def test_camera_bag_without_ground_truth_and_markdown(tmp_path):
     md = render(report, figures, base=tmp_path)
     assert "no ground truth" in md and "| query-flow | 5 | n/a |" in md
     assert "| throughput (frames/s) | 29.5 |" in md and "![Strip](strip.png)" in md
+    # what `bag evaluate` draws for such a bag: no per-class bars, and the timeline titled for
+    # what it shows (key frames, gaps) rather than as an empty mIoU plot
+    from mpvss_ros.commands.bag import write_figures
+
+    drawn = write_figures(report, scorer, tmp_path / "report.json")
+    assert list(drawn) == ["Latency", "Key frames over time (no ground truth)", "Input | labels | ground truth"]
+    assert all(p.is_file() for p in drawn.values())
 
 
 def test_an_undecodable_frame_is_scored_as_unanswered_without_a_picture():

@@ -271,7 +271,11 @@ def write_figures(report: dict, scorer, out: Path) -> dict[str, Path]:
     if result.get("per_class_iou"):
         figures["IoU per class"] = plots.per_class_iou_bars(result["per_class_iou"], f"{stem}_per_class_iou.png")
     figures["Latency"] = plots.latency_histogram(scorer.latencies_ms, f"{stem}_latency.png")
-    figures["mIoU over time (red: key frames)"] = plots.miou_over_time(scorer.timeline, f"{stem}_miou_over_time.png")
+    if any(t.get("miou") is not None for t in scorer.timeline):
+        figures["mIoU over time (red: key frames)"] = plots.miou_over_time(scorer.timeline, f"{stem}_miou_over_time.png")
+    else:  # a bag without ground truth (e.g. from a video): the key frames and gaps are still worth seeing
+        figures["Key frames over time (no ground truth)"] = plots.miou_over_time(
+            scorer.timeline, f"{stem}_miou_over_time.png", title="key frames and missing outputs (no ground truth)")
     if scorer.samples:
         figures["Input | labels | ground truth"] = plots.overlay_strip(scorer.samples, f"{stem}_overlay_strip.png")
     return figures

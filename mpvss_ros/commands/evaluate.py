@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
                              "ground-truth runner (data checks), or 'oracle-grid' for the ground truth "
                              "through stride-4 masks (what the mask grid alone costs)")
     parser.add_argument("--methods", default="per-frame,copy,optical-flow,query-flow",
-                        help="comma-separated: per-frame, copy, optical-flow, query-flow")
+                        help="comma-separated: per-frame, copy, optical-flow, query-flow (default all four)")
     parser.add_argument("--intervals", default="1,2,5,10", help="key-frame intervals k (default 1,2,5,10)")
     parser.add_argument("--out", required=True, help="report JSON to write")
     parser.add_argument("--save-predictions", metavar="PRED_DIR", default=None,

@@ -10,7 +10,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sequences", type=int, default=10, help="number of sequences (default 10)")
     parser.add_argument("--frames", type=int, default=30, help="frames per sequence (default 30)")
     parser.add_argument("--size", default="256x512", help="image size HxW (default 256x512)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
     parser.add_argument("--split", default="train", help="split name (default train)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
 
