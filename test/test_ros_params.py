@@ -86,3 +86,30 @@ def test_mpvss_node_exits_with_the_configure_failure_reason(ros_domain, tmp_path
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 1
     assert f"configure failed: model directory not found: {tmp_path / 'missing'}" in res.stderr
+
+
+@pytest.mark.ros
+def test_a_schedule_change_beside_a_wrongly_typed_start_up_schedule_value_is_no_crash():
+    """A wrong type from start-up (schedule.period_s: "abc") fails configure with a reason; a
+    later change of another schedule parameter must be answered, not raise out of the
+    parameter service (which ended the node process with a traceback)."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mpvss_ros.ros.node import SegmenterNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["node", "--ros-args", "-p", "schedule.period_s:=abc"], context=context)
+    try:
+        node = SegmenterNode(context=context)
+        try:
+            (result,) = node.set_parameters([Parameter("schedule.mode", value="timer")])
+            assert result.successful, result.reason
+            (fixed,) = node.set_parameters([Parameter("schedule.period_s", value=0.5)])
+            assert fixed.successful, fixed.reason
+            (refused,) = node.set_parameters([Parameter("schedule.min_interval", value=99)])
+            assert not refused.successful and "min_interval=99" in refused.reason
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

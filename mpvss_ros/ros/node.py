@@ -333,8 +333,13 @@ class SegmenterNode(LifecycleNode):
         schedule_changes = {k: v for k, v in changes.items() if k.startswith(P.SCHEDULE_PREFIX)}
         if not schedule_changes:  # an out-of-range schedule from start-up does not block other fixes
             return SetParametersResult(successful=True)
-        schedule = {n: P.coerce(n, self.get_parameter(n).value) for n in P.SPEC_BY_NAME
-                    if n.startswith(P.SCHEDULE_PREFIX)}
+        kept = {n: self.get_parameter(n).value for n in P.SPEC_BY_NAME
+                if n.startswith(P.SCHEDULE_PREFIX) and n not in schedule_changes}
+        if any(P.check_value(n, v) for n, v in kept.items()):
+            # a wrong type kept from start-up (period_s: "abc"): configure reports it; coercing it
+            # here would raise out of the parameter service and take the node down
+            return SetParametersResult(successful=True)
+        schedule = {n: P.coerce(n, v) for n, v in kept.items()}
         schedule.update(schedule_changes)
         try:
             P.schedule_settings(schedule)
