@@ -2,6 +2,9 @@
 flow composition. `make_toy_sequences` is shared by the other test_train*.py files."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -103,11 +106,31 @@ def test_cache_in_memory_mapped_files_equals_the_one_in_memory(toy_root, tmp_pat
     held = load_split(toy_root, "train", with_flow=True)
     mapped = load_split(toy_root, "train", with_flow=True, cache_dir=tmp_path / "c", cache_name="train.rank0")
     assert isinstance(mapped.images, np.memmap) and isinstance(mapped.flows, np.memmap)
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
-        f"train.rank0.{k}.npy" for k in ("flow_valid", "flows", "images", "train_ids")]
+    assert not any((tmp_path / "c").iterdir())  # unlinked once mapped: nothing left behind
     for name in ("images", "train_ids", "has_labels", "seq_start", "flows", "flow_valid"):
         assert np.array_equal(getattr(held, name), getattr(mapped, name)), name
     assert mapped.propagation_targets(1).tolist() == held.propagation_targets(1).tolist()
+
+
+def test_runs_sharing_a_cache_dir_keep_their_own_frames(tmp_path):
+    """A second run given the same --cache-dir (here train segmentor while train flow runs) must
+    not truncate the first one's mapped files: that killed it with SIGBUS."""
+    make_toy_sequences(tmp_path / "data", "train", sequences=2, frames=8)
+    label_only_frame(tmp_path / "data", "train", 5)
+    script = f"""
+import subprocess, sys
+import numpy as np
+from mpvss_ros.training.frame_cache import load_split
+flow = load_split({str(tmp_path / 'data')!r}, "train", context=3, cache_dir={str(tmp_path / 'c')!r},
+                  cache_name="train.rank0")
+before = np.array(flow.images)
+subprocess.run([sys.executable, "-c", "from mpvss_ros.training.frame_cache import load_split; "
+                "load_split({str(tmp_path / 'data')!r}, 'train', context=0, cache_dir={str(tmp_path / 'c')!r}, "
+                "cache_name='train.rank0')"], check=True)
+assert np.array_equal(before, np.array(flow.images))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
 
 
 def test_a_split_larger_than_half_the_memory_needs_a_cache_dir(toy_root, tmp_path, monkeypatch):

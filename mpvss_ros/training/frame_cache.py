@@ -91,8 +91,15 @@ def _arrays(n: int, size: tuple[int, int], with_flow: bool, cache_dir: Path | No
     if cache_dir is None:
         return {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
     cache_dir.mkdir(parents=True, exist_ok=True)
-    return {k: np.lib.format.open_memmap(cache_dir / f"{name}.{k}.npy", mode="w+", dtype=dtype, shape=shape)
-            for k, (shape, dtype) in shapes.items()}
+    arrays = {}
+    for k, (shape, dtype) in shapes.items():
+        # Unlinked once mapped: another run given the same directory creates its own file instead
+        # of truncating this one under us (SIGBUS, or its frames in ours), and the disk space comes
+        # back when this process ends, however it ends. Forked DataLoader workers inherit the map.
+        path = cache_dir / f"{name}.{os.getpid()}.{k}.npy"
+        arrays[k] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        path.unlink()
+    return arrays
 
 
 def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames: int | None = None,
@@ -103,9 +110,10 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
     labels one frame in 30; its other frames would cost memory and never be used). Each kept run
     of frames counts as a sequence of its own.
 
-    With `cache_dir` the arrays are .npy files there (`cache_name`.images.npy, ..., rewritten on
-    every load). Without it, a split that would take more than half of this machine's memory is
-    refused up front with its size, rather than the process being killed half-way."""
+    With `cache_dir` the arrays are memory-mapped .npy files there (`cache_name`.<pid>.images.npy,
+    ..., removed from the directory as soon as they are mapped). Without it, a split that would
+    take more than half of this machine's memory is refused up front with its size, rather than
+    the process being killed half-way."""
     from mpvss_ros.data.cityscapes import CityscapesSequences
 
     seqs = CityscapesSequences(root, split)
