@@ -144,6 +144,9 @@ def test_a_split_larger_than_half_the_memory_needs_a_cache_dir(toy_root, tmp_pat
     assert len(frame_cache.load_split(toy_root, "train", cache_dir=tmp_path)) == 12
     monkeypatch.setattr(frame_cache, "physical_memory_bytes", lambda: 2 * need)
     assert not isinstance(frame_cache.load_split(toy_root, "train").images, np.memmap)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun processes on this host: two copies
+    with pytest.raises(ValueError, match=r"12 frames of 128x64 × 2 processes take"):
+        frame_cache.load_split(toy_root, "train")
 
 
 def test_composed_flow_maps_current_pixels_onto_key_pixels(toy_root):

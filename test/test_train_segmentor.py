@@ -270,8 +270,7 @@ def test_cache_dir_trains_the_same_model(toy_root, tmp_path):
 
     train_segmentor(_opts(toy_root, tmp_path / "held", steps=2))
     train_segmentor(_opts(toy_root, tmp_path / "mapped", steps=2, cache_dir=str(tmp_path / "cache")))
-    assert {p.name for p in (tmp_path / "cache").iterdir()} == {
-        f"{split}.rank0.{k}.npy" for split in ("train", "val") for k in ("images", "train_ids")}
+    assert (tmp_path / "cache").is_dir() and not any((tmp_path / "cache").iterdir())  # unlinked once mapped
     a = load_file(str(tmp_path / "held" / "model.safetensors"))
     b = load_file(str(tmp_path / "mapped" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -144,11 +144,14 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
     n = len(frames)
     first = decode(frames[0])
     h, w = first[0].shape[:2]
-    need, ram = n * frame_bytes((h, w), with_flow), physical_memory_bytes()
+    # every process of a torchrun job on this host decodes its own copy
+    copies = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    need, ram = copies * n * frame_bytes((h, w), with_flow), physical_memory_bytes()
     if cache_dir is None and ram is not None and need > ram // 2:
-        raise ValueError(f"{root}/{split}: {n} frames of {w}x{h} take {need / 2**30:.1f} GB decoded, more "
-                         f"than half of this machine's {ram / 2**30:.1f} GB; pass --cache-dir DIR (a disk "
-                         "with that much room: the frames go to memory-mapped files there)")
+        times = f" × {copies} processes" if copies > 1 else ""
+        raise ValueError(f"{root}/{split}: {n} frames of {w}x{h}{times} take {need / 2**30:.1f} GB decoded, "
+                         f"more than half of this machine's {ram / 2**30:.1f} GB; pass --cache-dir DIR (a "
+                         "disk with that much room: the frames go to memory-mapped files there)")
     arrays = _arrays(n, (h, w), with_flow, Path(cache_dir) if cache_dir is not None else None,
                      cache_name or split)
     arrays["train_ids"][:] = IGNORE
