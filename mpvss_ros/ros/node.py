@@ -372,32 +372,35 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     With ``autostart`` the node configures and activates itself; a failed transition ends the
     process with status 1 and the reason on stderr. A signal mid-load exits at once (ModelLoad).
     """
-    code, load = _spin(args, autostart, runner_factory)
-    load.exit_if_abandoned(code)  # after _spin: the node is gone, so its participant can go too
-    return code
-
-
-def _spin(args, autostart: bool, runner_factory) -> tuple[int, ModelLoad]:
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
     from mpvss_ros.ros.large_buffers import keep_large_buffers_on_heap
 
     keep_large_buffers_on_heap()  # camera frames are megabytes: no page faults per message
     rclpy.init(args=args)
     node = SegmenterNode(runner_factory=runner_factory)
+    load = node._load
+    code = _spin(node, autostart)
+    del node  # a destroyed node holds its context's DDS participant until it is collected
+    load.exit_if_abandoned(code)
+    return code
+
+
+def _spin(node: SegmenterNode, autostart: bool) -> int:
+    """Take the node through autostart (if asked) and spin it; destroys it and shuts rclpy down."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
     try:
         if autostart:
             # a signal during start-up shuts the context down under the transition: exit quietly
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 if not rclpy.ok():
-                    return 0, node._load
+                    return 0
                 print(f"mpvss node: error: configure failed: {node.last_error}", file=sys.stderr)
-                return 1, node._load
+                return 1
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 if not rclpy.ok():
-                    return 0, node._load
+                    return 0
                 print("mpvss node: error: activate failed", file=sys.stderr)
-                return 1, node._load
+                return 1
         # One executor thread is enough: callbacks only post frames; inference has its own thread.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -416,7 +419,7 @@ def _spin(args, autostart: bool, runner_factory) -> tuple[int, ModelLoad]:
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0, node._load
+    return 0
 
 
 def main(args: list[str] | None = None) -> int:
