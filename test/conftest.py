@@ -16,6 +16,28 @@ os.environ.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
+def _claim_domain(first: int = 10, count: int = 90):
+    """(domain, open lock file): a domain in first..first+count-1 that no other test run on this
+    machine holds. Each run keeps an exclusive flock on the domain's file until it ends (the kernel
+    drops it if the run dies); a pid-derived domain alone collided between concurrent runs."""
+    import fcntl
+    import tempfile
+
+    locks = Path(tempfile.gettempdir()) / f"mpvss_ros_test_domains_{os.getuid()}"
+    locks.mkdir(exist_ok=True)
+    start = os.getpid() % count
+    for i in range(count):
+        domain = first + (start + i) % count  # 10..99: valid Fast DDS port range, away from the default 0
+        lock = open(locks / f"{domain}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        return domain, lock
+    raise RuntimeError(f"all ROS domains {first}..{first + count - 1} are held by other test runs ({locks})")
+
+
 @pytest.fixture(scope="session")
 def ros_domain():
     """ROS_DOMAIN_ID unique to this test process, discovery limited to this machine.
@@ -24,11 +46,12 @@ def ros_domain():
     share the domain while other test runs on the machine do not see them.
     """
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    domain = 10 + os.getpid() % 90  # 10..99: valid Fast DDS port range, away from the default 0
+    domain, lock = _claim_domain()
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     yield domain
+    lock.close()
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

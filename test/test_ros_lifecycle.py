@@ -181,7 +181,9 @@ def test_a_signal_while_the_model_loads_exits_at_once(client, spawn, tmp_path, s
 
     from lifecycle_msgs.srv import ChangeState
 
-    node = spawn(node_command("-p", f"model:={tmp_path}", autostart=how == "autostart", load_s=30.0), name="node")
+    log_dir = tmp_path / "ros_log"
+    node = spawn(node_command("-p", f"model:={tmp_path}", autostart=how == "autostart", load_s=30.0), name="node",
+                 env={"ROS_LOG_DIR": str(log_dir)})
     name = NODE.strip("/")
     wait_for(lambda: name in client.node.get_node_names(), 60, "the node on the graph")
     if how == "service":  # configure from a lifecycle manager, as under ros2 launch
@@ -197,6 +199,12 @@ def test_a_signal_while_the_model_loads_exits_at_once(client, spawn, tmp_path, s
     assert code == 0, log
     assert "Traceback" not in log and "Failed to complete transition" not in log, log
     assert "configure failed" not in log, log
+    # the exit skips interpreter teardown: the ROS log file must still hold what was logged
+    files = list(log_dir.glob("*.log"))
+    assert len(files) == 1, (files, log)
+    written = files[0].read_text()
+    assert f"loading model {tmp_path}" in written and "shutdown requested while the model was loading" in written, \
+        (written, log)
     wait_for(lambda: name not in client.node.get_node_names(), 10, "the node gone from the graph")
 
 

@@ -180,6 +180,9 @@ class SegmenterNode(LifecycleNode):
         model_dir = P.resolve_model_dir(values["model"])
         providers = "auto" if values["providers"] == ["auto"] else values["providers"]
         factory = self._runner_factory  # not self: a load abandoned at shutdown must not keep the node
+        # a load can take minutes (TensorRT engines): say what is under way before it starts
+        self.get_logger().info(f"loading model {model_dir} (backend {values['backend']}, providers "
+                               f"{','.join(values['providers'])})")
         runner = self._load(lambda: factory(model_dir, backend=values["backend"], providers=providers,
                                             threads=values["threads"], device=values["device"]))
         self._runner, self._model_dir = runner, str(model_dir)
@@ -380,6 +383,9 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     load = node._load
     code = _spin(node, autostart)
     del node  # a destroyed node holds its context's DDS participant until it is collected
+    if load.abandoned():
+        rclpy.logging.get_logger(NODE_NAME).info(
+            "shutdown requested while the model was loading: exiting without waiting for it")
     load.exit_if_abandoned(code)
     return code
 

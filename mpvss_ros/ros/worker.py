@@ -173,6 +173,22 @@ class ModelLoad:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def _finish_log_file(self) -> None:
+        """Flush and close the ROS log file (~/.ros/log) as rclpy's own shutdown does.
+
+        A signal shuts the context down in C, which leaves the file logger open; its lines are
+        written at process teardown, which os._exit skips (seen: an empty log file). rclpy has no
+        public call for it; the context's own step exists from Humble to Rolling."""
+        fini = getattr(self._context, "_logging_fini", None)
+        lock = getattr(self._context, "_lock", None)
+        if fini is None or lock is None:
+            return
+        try:
+            with lock:
+                fini()
+        except Exception:  # already finalised elsewhere: nothing left to flush
+            pass
+
     def exit_if_abandoned(self, code: int) -> None:
         """End the process with ``code`` now if a load is still running (else return).
 
@@ -184,6 +200,7 @@ class ModelLoad:
             return
         gc.collect()  # a destroyed lifecycle node holds the context until it is collected
         self._context.destroy()
+        self._finish_log_file()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
