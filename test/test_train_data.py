@@ -262,3 +262,26 @@ def test_ranks_agree_whether_to_step(flags, expected):
     results = mp.Manager().dict()
     mp.spawn(_all_true_worker, args=(port, flags, results), nprocs=len(flags), join=True)
     assert dict(results) == {0: expected, 1: expected}
+
+
+def test_a_validation_split_keeps_only_the_frames_it_scores(tmp_path):
+    """`scored`: the frames validation picks from the whole split, each with its context, and
+    nothing else decoded; the picks and their pixels are the same as from the whole split."""
+    from mpvss_ros.training.frame_cache import load_split
+    from mpvss_ros.training.validation import spread, validation_currents
+
+    make_toy_sequences(tmp_path, "val", sequences=3, frames=8, seed=4)
+    full = load_split(tmp_path, "val", context=2)
+    small = load_split(tmp_path, "val", context=2, scored=4)
+    picked, kept = validation_currents(full, 2, 4), validation_currents(small, 2, 4)
+    assert len(picked) == len(kept) == 4 and len(small) <= 4 * 3 < len(full)
+    assert small.has_labels.sum() == 4  # labels of the context frames are not decoded
+    for a, b in ((picked, kept), (picked - 2, kept - 2)):
+        assert np.array_equal(full.images[a], small.images[b])
+    assert np.array_equal(full.train_ids[picked], small.train_ids[kept])
+    # the segmentor's validation (no context): the same frames as spreading over the whole split
+    seg_full, seg_small = load_split(tmp_path, "val", context=0), load_split(tmp_path, "val", context=0, scored=5)
+    assert len(seg_small) == 5
+    assert np.array_equal(seg_full.images[spread(seg_full.labelled_frames(), 5)], seg_small.images)
+    with pytest.raises(ValueError, match="no labelled frame has 9 earlier frames"):
+        load_split(tmp_path, "val", context=9, scored=4)

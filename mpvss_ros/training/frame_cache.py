@@ -68,6 +68,31 @@ def used_runs(frames, context: int | None) -> list[list]:
     return runs + [run] if run else runs
 
 
+def spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """`count` indices spread evenly over `indices` (all of them if fewer)."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+
+
+def scored_windows(frames: list, starts: list[int], context: int, count: int) -> tuple[list, list[int], set]:
+    """Validation keeps only what it scores: `count` labelled frames spread evenly over those with
+    `context` earlier frames in their run (the same ones validation would pick from the whole
+    split), each with those frames. -> (frames, run starts, indices into them of the scored ones)."""
+    eligible = np.asarray([i for i, f in enumerate(frames) if f.label_path is not None
+                           and i - starts[i] >= context], np.int64)
+    keep = sorted({j for c in spread(eligible, count) for j in range(c - context, c + 1)})
+    scored = set(int(c) for c in spread(eligible, count))
+    out, out_starts, out_scored = [], [], set()
+    for n, i in enumerate(keep):
+        contiguous = n > 0 and keep[n - 1] == i - 1 and starts[i] == starts[i - 1]
+        out_starts.append(out_starts[-1] if contiguous else n)
+        out.append(frames[i])
+        if i in scored:
+            out_scored.add(n)
+    return out, out_starts, out_scored
+
+
 def physical_memory_bytes() -> int | None:
     """This machine's RAM, or None where the OS does not say."""
     try:
@@ -104,7 +129,7 @@ def _arrays(n: int, size: tuple[int, int], with_flow: bool, cache_dir: Path | No
 
 def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames: int | None = None,
                threads: int = 4, context: int | None = None, cache_dir: str | Path | None = None,
-               cache_name: str | None = None) -> FrameCache:
+               cache_name: str | None = None, scored: int | None = None) -> FrameCache:
     """Decode the frames of `root`/`split` (Cityscapes layout) into a FrameCache: all of them, or
     with `context` only each labelled frame and the `context` frames before it (real Cityscapes
     labels one frame in 30; its other frames would cost memory and never be used). Each kept run
@@ -113,7 +138,11 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
     With `cache_dir` the arrays are memory-mapped .npy files there (`cache_name`.<pid>.images.npy,
     ..., removed from the directory as soon as they are mapped). Without it, a split that would
     take more than half of this machine's memory is refused up front with its size, rather than
-    the process being killed half-way."""
+    the process being killed half-way.
+
+    With `scored` (validation), only that many labelled frames keep their labels, each with its
+    `context` frames (`scored_windows`): Cityscapes val at full size would otherwise decode its
+    500 labelled frames and their context, about 25 GB, to score 16."""
     from mpvss_ros.data.cityscapes import CityscapesSequences
 
     seqs = CityscapesSequences(root, split)
@@ -126,6 +155,12 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
                     break
                 frames.append(f)
                 starts.append(first)
+    labelled = None  # indices whose labels are decoded: all labelled frames
+    if scored is not None and frames:
+        frames, starts, labelled = scored_windows(frames, starts, context or 0, scored)
+        if not frames:
+            raise ValueError(f"{root}/{split}: no labelled frame has {context or 0} earlier frames to validate "
+                             "with (lower --val-gap or use longer sequences)")
     if not frames:
         raise ValueError(f"no frames in {root}/{split}")
     if not any(f.label_path is not None for f in frames):
@@ -135,14 +170,15 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
         raise ValueError(f"no ground-truth flow (flow/*_flow.png) in {root}/{split} for the pixel-flow "
                          "pre-training; pass --pretrain-steps 0 to train with the mask loss only")
 
-    def decode(frame):
+    def decode(i):
+        frame = frames[i]
         image = seqs.load_image(frame)
-        labels = seqs.load_train_ids(frame)
+        labels = seqs.load_train_ids(frame) if labelled is None or i in labelled else None
         flow = seqs.load_flow(frame) if with_flow else None
         return image, labels, flow
 
     n = len(frames)
-    first = decode(frames[0])
+    first = decode(0)
     h, w = first[0].shape[:2]
     # every process of a torchrun job on this host decodes its own copy
     copies = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
@@ -157,7 +193,7 @@ def load_split(root: str | Path, split: str, with_flow: bool = False, max_frames
     arrays["train_ids"][:] = IGNORE
     has_labels = np.zeros(n, bool)
     with ThreadPoolExecutor(max(1, threads)) as pool:  # cv2 decodes without the GIL
-        for i, (image, labels, flow) in enumerate(_decoded(pool, decode, first, frames[1:], 4 * max(1, threads))):
+        for i, (image, labels, flow) in enumerate(_decoded(pool, decode, first, range(1, n), 4 * max(1, threads))):
             if image.shape[:2] != (h, w):
                 raise ValueError(f"frames differ in size: {frames[i].image_path} is {image.shape[:2]}, "
                                  f"expected {(h, w)}")

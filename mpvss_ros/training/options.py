@@ -89,7 +89,7 @@ def load_caches(opts: CommonOptions, with_flow: bool, context: int = 0, val_cont
     val = None
     if opts.val_split:
         val = load_split(opts.data, opts.val_split, threads=threads, context=val_context,
-                         cache_dir=opts.cache_dir, cache_name=f"val.rank{rank}")
+                         cache_dir=opts.cache_dir, cache_name=f"val.rank{rank}", scored=opts.val_frames)
     return train, val
 
 

@@ -95,10 +95,7 @@ def train_flow(opts: FlowOptions) -> dict:
         configure_loss(opts, model, train.size)
         validate = None
         if val is not None:
-            currents = validation_currents(val, opts.val_gap, opts.val_frames)
-            if len(currents) == 0:
-                raise ValueError(f"--val-split {opts.val_split}: no labelled frame has {opts.val_gap} earlier frames "
-                                 "(lower --val-gap or use longer sequences)")
+            currents = validation_currents(val, opts.val_gap, opts.val_frames)  # not empty: load_split checks
 
             def validate() -> float:
                 return propagation_miou(model, val, currents, opts.val_gap, ctx.device)

@@ -12,7 +12,7 @@ import torch
 
 from mpvss_ros.model.fusion import labels_and_confidence, semantic_probabilities
 
-from .frame_cache import IGNORE, FrameCache
+from .frame_cache import IGNORE, FrameCache, spread
 
 
 def miou(confusion: np.ndarray) -> float:
@@ -26,13 +26,6 @@ def confusion_of(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarr
     keep = gt != IGNORE
     idx = gt[keep].astype(np.int64) * num_classes + np.minimum(pred[keep].astype(np.int64), num_classes - 1)
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def spread(indices: np.ndarray, count: int) -> np.ndarray:
-    """`count` indices spread evenly over `indices` (all of them if fewer)."""
-    if len(indices) <= count:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
 
 
 def _tensor(images: np.ndarray, device) -> torch.Tensor:
