@@ -253,10 +253,12 @@ def write_slow_onnx(path, nodes: int = 100_000) -> Path:
 
 
 def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0,
-                 first_delay_s: float = 0.0, load_onnx: str | Path = "") -> list[str]:
+                 first_delay_s: float = 0.0, load_onnx: str | Path = "", signal_at_load_end: str = "") -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s),
            "--first-delay", str(first_delay_s)]
+    if signal_at_load_end:
+        cmd += ["--signal-at-load-end", signal_at_load_end]
     if load_onnx:
         cmd += ["--load-onnx", str(load_onnx)]
     if autostart:
@@ -303,6 +305,7 @@ def _main(argv: list[str]) -> int:
     load_s = float(own[own.index("--load-delay") + 1]) if "--load-delay" in own else 0.0
     first_s = float(own[own.index("--first-delay") + 1]) if "--first-delay" in own else 0.0
     onnx_path = own[own.index("--load-onnx") + 1] if "--load-onnx" in own else ""
+    signal_at_end = own[own.index("--signal-at-load-end") + 1] if "--signal-at-load-end" in own else ""
 
     def factory(model_dir, **kw):
         if load_s or onnx_path:  # a large model loading: configure takes this long
@@ -313,6 +316,10 @@ def _main(argv: list[str]) -> int:
             print("model loaded", flush=True)
         if load_s:
             _native_like_load(load_s)
+        if signal_at_end:  # the operator's Ctrl-C just as the load ends
+            import os
+            import signal
+            os.kill(os.getpid(), getattr(signal, signal_at_end))
         return ScriptedRunner(delay_s=delay, first_delay_s=first_s)
 
     return run(["scripted_node"] + ros, autostart="--autostart" in own, runner_factory=factory)

@@ -132,9 +132,10 @@ def test_services_answer_while_a_frame_is_in_inference(client, spawn, tmp_path):
 
     from mpvss_ros.msg import ClassStats
 
-    # the first frame stays 15 s in inference (long enough for three service calls on a loaded machine)
-    node = spawn(node_command("-p", f"model:={tmp_path}", "-r", "image:=/image", first_delay_s=15.0,
-                              autostart=True), name="node")
+    # the first frame stays 15 s in inference (long enough for three service calls on a loaded machine);
+    # it is sent once, so reliably: a best-effort reader that has not yet matched our writer drops it
+    node = spawn(node_command("-p", f"model:={tmp_path}", "-p", "input_reliability:=reliable", "-r", "image:=/image",
+                              first_delay_s=15.0, autostart=True), name="node")
     wait_for(lambda: client.get_state() == "active", 60, "node active")
     stats_topic = f"{NODE}/class_stats"
     client.subscribe(stats_topic, ClassStats)
@@ -221,3 +222,17 @@ def test_a_signal_during_a_real_onnx_session_load(spawn, tmp_path, ros_domain):
     log = node.log_text()
     assert code == 0 and "terminate called" not in log and "Traceback" not in log, (code, log)
     assert "model loaded" not in log, log  # it exited before the session was built
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_as_the_load_ends_is_a_quiet_shutdown(client, spawn, tmp_path, sig):
+    """The load returns just after the context shut down: the rest of configure fails on the dead
+    context, which is a shutdown, not a configure failure (no "configure failed", no rclpy
+    "Failed to complete transition"), and the node does not go on to activate."""
+    node = spawn(node_command("-p", f"model:={tmp_path}", autostart=True, load_s=0.5, signal_at_load_end=sig),
+                 name="node")
+    code = node.wait(60)
+    log = node.log_text()
+    assert code == 0, log
+    assert "loading the model" in log and "Failed to complete transition" not in log, log
+    assert "Traceback" not in log and "configured:" not in log and "active:" not in log, log
