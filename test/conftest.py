@@ -16,25 +16,33 @@ os.environ.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
-def _claim_domain(first: int = 10, count: int = 90):
-    """(domain, open lock file): a domain in first..first+count-1 that no other test run on this
-    machine holds. Each run keeps an exclusive flock on the domain's file until it ends (the kernel
-    drops it if the run dies); a pid-derived domain alone collided between concurrent runs."""
+def _claim_domain(first: int = 10, count: int = 90, lock_dir: Path | None = None):
+    """(domain, lock file descriptor): a domain in first..first+count-1 that no other test run of
+    this user on this machine holds. Each run keeps an exclusive flock on the domain's file until
+    it ends (the kernel drops it if the run dies); a pid-derived domain alone collided between
+    concurrent runs. The directory is the user's own (0700, checked), and lock files are opened
+    without following links or truncating anything."""
     import fcntl
     import tempfile
 
-    locks = Path(tempfile.gettempdir()) / f"mpvss_ros_test_domains_{os.getuid()}"
-    locks.mkdir(exist_ok=True)
+    locks = lock_dir or Path(tempfile.gettempdir()) / f"mpvss_ros_test_domains_{os.getuid()}"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    info = locks.lstat()
+    if info.st_uid != os.getuid() or not locks.is_dir() or locks.is_symlink():
+        raise RuntimeError(f"{locks} is not a directory of this user's: remove it or set TMPDIR")
     start = os.getpid() % count
     for i in range(count):
         domain = first + (start + i) % count  # 10..99: valid Fast DDS port range, away from the default 0
-        lock = open(locks / f"{domain}.lock", "w")
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(locks / f"{domain}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise RuntimeError(f"cannot open the lock file of ROS domain {domain} in {locks}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            lock.close()
+            os.close(fd)
             continue
-        return domain, lock
+        return domain, fd
     raise RuntimeError(f"all ROS domains {first}..{first + count - 1} are held by other test runs ({locks})")
 
 
@@ -51,7 +59,7 @@ def ros_domain():
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     yield domain
-    lock.close()
+    os.close(lock)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

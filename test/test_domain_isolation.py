@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, _claim_domain
 
 
@@ -20,22 +21,34 @@ def test_a_held_domain_is_not_given_out_again(ros_domain):
                                    capture_output=True, text=True).stdout)
         assert other not in (ros_domain, domain)
     finally:
-        lock.close()
+        os.close(lock)
     again, lock = _claim_domain()  # released: available once more
-    lock.close()
+    os.close(lock)
     assert again != ros_domain
 
 
-def test_a_run_that_holds_every_domain_makes_the_next_claim_fail_clearly():
+def test_a_run_that_holds_every_domain_makes_the_next_claim_fail_clearly(tmp_path):
     held = []
     try:
         while True:
             try:
-                held.append(_claim_domain(first=200, count=3))
+                held.append(_claim_domain(first=200, count=3, lock_dir=tmp_path))
             except RuntimeError as exc:
                 assert "200..202" in str(exc)
                 break
         assert sorted(d for d, _ in held) == [200, 201, 202]
     finally:
         for _, lock in held:
-            lock.close()
+            os.close(lock)
+
+
+def test_lock_files_are_not_followed_through_links(tmp_path):
+    """A lock file planted as a link to another file: refused, and the target is left as it was."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    (locks / "300.lock").symlink_to(victim)
+    with pytest.raises(RuntimeError, match="cannot open the lock file of ROS domain 300"):
+        _claim_domain(first=300, count=1, lock_dir=locks)
+    assert victim.read_text() == "keep me"
