@@ -138,3 +138,43 @@ def test_transformers_directory_given_as_an_mpvss_model_says_what_to_do(source):
         MPVSS.load(root / "cs")
     with pytest.raises(ValueError, match="not an MPVSS model"):
         MPVSSConfig.load(root / "cs" / "config.json")
+
+
+def test_a_transformers_directory_is_evaluated_as_it_is_without_query_flow(source, tmp_path, capsys):
+    """`mpvss evaluate --model <transformers dir>`: per-frame, copy and optical flow of the user's
+    Mask2Former at the data's size, scored the same as the MPVSS model built on it; query flow,
+    which needs training first, is refused in one line."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_data import make_toy_sequences
+
+    from mpvss_ros.cli import main
+    from mpvss_ros.training.train_flow import load_segmentor_source
+
+    root, _ = source
+    data = tmp_path / "data"
+    make_toy_sequences(data, "val", sequences=2, frames=4, size=(H, W), seed=3)
+    common = ["evaluate", "--data", str(data), "--split", "val", "--intervals", "2"]
+    assert main(common + ["--model", str(root / "shifted"), "--out", str(tmp_path / "hf.json")]) == 0
+    report = json.loads((tmp_path / "hf.json").read_text())
+    assert [(r["method"], r["interval"]) for r in report["results"]] == \
+        [("per-frame", 1), ("copy", 2), ("optical-flow", 2)]
+    assert report["model"]["input_size"] == [H, W] and report["model"]["query_flow"] is False
+    # the same segmentor as an MPVSS checkpoint (what `train flow --segmentor` starts from)
+    torch.manual_seed(0)
+    load_segmentor_source(str(root / "cs"), (H, W)).save(tmp_path / "ckpt")
+    assert main(common + ["--model", str(tmp_path / "ckpt"), "--backend", "torch", "--methods", "per-frame,copy",
+                          "--out", str(tmp_path / "ckpt.json")]) == 0
+    ours = {(r["method"], r["interval"]): r["miou"] for r in report["results"]}
+    theirs = {(r["method"], r["interval"]): r["miou"]
+              for r in json.loads((tmp_path / "ckpt.json").read_text())["results"]}
+    assert ours[("per-frame", 1)] == theirs[("per-frame", 1)] and ours[("copy", 2)] == theirs[("copy", 2)]
+    capsys.readouterr()
+    assert main(common + ["--model", str(root / "cs"), "--methods", "per-frame,query-flow",
+                          "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "without a query-flow module" in err and len(err.splitlines()) == 1
+    assert main(common + ["--model", str(tmp_path / "ckpt"), "--size", "64x128", "--out", str(tmp_path / "y.json")]) == 2
+    assert "--size applies to a transformers Mask2Former directory only" in capsys.readouterr().err

@@ -5,18 +5,23 @@ import json
 from pathlib import Path
 
 from mpvss_ros.cli import CommandError
-from mpvss_ros.commands import output_file, parse_int_list
+from mpvss_ros.commands import output_file, parse_int_list, parse_size
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset root (Cityscapes layout)")
     parser.add_argument("--split", default="val", help="split to score (default val)")
     parser.add_argument("--model", required=True,
-                        help="model directory (model.json + ONNX graphs / weights), 'oracle' for the "
-                             "ground-truth runner (data checks), or 'oracle-grid' for the ground truth "
-                             "through stride-4 masks (what the mask grid alone costs)")
-    parser.add_argument("--methods", default="per-frame,copy,optical-flow,query-flow",
-                        help="comma-separated: per-frame, copy, optical-flow, query-flow (default all four)")
+                        help="model directory (model.json + ONNX graphs / weights), a transformers "
+                             "Mask2Former directory (per-frame, copy and optical-flow only, in torch), "
+                             "'oracle' for the ground-truth runner (data checks), or 'oracle-grid' for the "
+                             "ground truth through stride-4 masks (what the mask grid alone costs)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated: per-frame, copy, optical-flow, query-flow (default all four; "
+                             "the first three for a transformers Mask2Former directory)")
+    parser.add_argument("--size", default=None,
+                        help="input size HxW for a transformers Mask2Former directory (default: the split's "
+                             "frame size); a model directory has its own")
     parser.add_argument("--intervals", default="1,2,5,10", help="key-frame intervals k (default 1,2,5,10)")
     parser.add_argument("--out", required=True, help="report JSON to write")
     parser.add_argument("--save-predictions", metavar="PRED_DIR", default=None,
@@ -39,6 +44,13 @@ def _load_runner(args):
     model_dir = Path(args.model)
     if not model_dir.exists():
         raise CommandError(f"model {args.model} does not exist (give a model directory, 'oracle' or 'oracle-grid')")
+    from mpvss_ros.model.pretrained import is_mask2former_dir
+
+    if is_mask2former_dir(model_dir):
+        return _mask2former_runner(args, model_dir)
+    if args.size:
+        raise CommandError("--size applies to a transformers Mask2Former directory only (a model directory "
+                           "runs at the size it was exported at)")
     meta_path = model_dir / "model.json" if model_dir.is_dir() else None
     meta = json.loads(meta_path.read_text()) if meta_path and meta_path.is_file() else {}
     from mpvss_ros.runtime.runners import create_runner  # lazy: torch / onnxruntime are heavy
@@ -53,12 +65,44 @@ def _load_runner(args):
     return runner, info, gflops
 
 
-def run(args) -> int:
-    from mpvss_ros.evaluation.evaluate import evaluate
+def _mask2former_runner(args, model_dir: Path):
+    """A user's Mask2Former as the key-frame segmentor alone (torch), before any query-flow training."""
+    from mpvss_ros.data.cityscapes import CityscapesSequences
+    from mpvss_ros.runtime.runners import TorchRunner
 
+    if args.size:
+        size = parse_size(args.size)
+    else:  # the split's own frame size
+        data = CityscapesSequences(args.data, args.split)
+        if not data.sequences:
+            raise CommandError(f"no sequences in {args.data}/{args.split}")
+        size = data.load_image(data.sequences[0].frames[0]).shape[:2]
+    runner = TorchRunner(model_dir, image_size=size)
+    info = {"name": model_dir.name, "path": str(model_dir), "backend": "torch", "provenance": None,
+            "input_size": list(runner.input_size), "gflops": None, "query_flow": False}
+    return runner, info, None
+
+
+def _methods(args) -> list[str]:
+    """The methods to run; checked before any model is loaded."""
+    from mpvss_ros.model.pretrained import is_mask2former_dir
+
+    segmentor_only = args.model not in ("oracle", "oracle-grid") and is_mask2former_dir(args.model)
+    if args.methods is None:
+        return ["per-frame", "copy", "optical-flow"] + ([] if segmentor_only else ["query-flow"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise CommandError("--methods is empty")
+    if segmentor_only and "query-flow" in methods:
+        raise CommandError(f"{args.model} is a Mask2Former without a query-flow module: train one on it "
+                           "(`mpvss train flow --segmentor DIR`, then `mpvss export`), or leave out query-flow")
+    return methods
+
+
+def run(args) -> int:
+    from mpvss_ros.evaluation.evaluate import evaluate
+
+    methods = _methods(args)
     intervals = parse_int_list(args.intervals, "--intervals")
     if args.max_sequences is not None and args.max_sequences <= 0:
         raise CommandError("--max-sequences must be positive")

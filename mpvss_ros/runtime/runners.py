@@ -207,18 +207,35 @@ class OnnxRunner(_RunnerBase):
 
 
 class TorchRunner(_RunnerBase):
-    """Runs the torch graphs from a model directory with weights, or from an MPVSS checkpoint."""
+    """Runs the torch graphs from a model directory with weights, or from an MPVSS checkpoint.
+
+    A transformers Mask2Former directory runs too, at `image_size` (H, W), as a key-frame
+    segmentor alone: per-frame, copy and optical flow, measured before any query-flow training;
+    `propagate` then refuses (`has_query_flow` is False).
+    """
 
     backend = "torch"
 
-    def __init__(self, model_dir_or_checkpoint: str | Path, device: str = "cpu"):
+    def __init__(self, model_dir_or_checkpoint: str | Path, device: str = "cpu",
+                 image_size: tuple[int, int] | None = None):
         import torch
 
+        from mpvss_ros.model.config import MPVSSConfig
         from mpvss_ros.model.graphs import FLOW_OUTPUTS, SEGMENTOR_OUTPUTS, FlowGraph, SegmentorGraph
         from mpvss_ros.model.mpvss import MPVSS
+        from mpvss_ros.model.pretrained import is_mask2former_dir
 
         path = Path(model_dir_or_checkpoint)
-        if (path / "model.json").is_file():
+        self.has_query_flow = True
+        self._source = path
+        if is_mask2former_dir(path):
+            if image_size is None:
+                raise ValueError(f"{path} is a transformers Mask2Former directory: give the input size to run it at")
+            torch.manual_seed(0)  # the unused query-flow module's weights: the same every run
+            model = MPVSS(MPVSSConfig(image_size=tuple(int(v) for v in image_size), segmentor_path=str(path)))
+            info = self._info_from_model(model)
+            self.has_query_flow = False
+        elif (path / "model.json").is_file():
             info = read_model_json(path)
             if not info.get("weights"):
                 raise ValueError(f"model directory {path} has no torch weights (exported with --no-weights); "
@@ -258,14 +275,18 @@ class TorchRunner(_RunnerBase):
         return dict(zip(self._seg_outputs, self._run(self._seg, x)))
 
     def _run_flow(self, key: KeyState, x):
+        if not self.has_query_flow:
+            raise ValueError(f"{self._source} is a Mask2Former segmentor without a query-flow module: train one "
+                             "on it with `mpvss train flow --segmentor DIR`, then `mpvss export`")
         return dict(zip(self._flow_outputs,
                         self._run(self._flow, key.motion, x, key.queries, key.mask_logits, key.class_logits)))
 
 
 def create_runner(path: str | Path, backend: str = "auto", providers="auto", threads: int = 0,
-                  device: str = "cpu", **onnx_options):
+                  device: str = "cpu", image_size: tuple[int, int] | None = None, **onnx_options):
     """backend "auto": ONNX Runtime when the directory has model.json + graphs, else torch.
 
+    image_size: the input size for a transformers Mask2Former directory (torch only; it has none).
     onnx_options go to OnnxRunner (host_postprocess, io_binding, device_id, trt_fp16, trt_cache_dir).
     """
     path = Path(path)
@@ -276,5 +297,5 @@ def create_runner(path: str | Path, backend: str = "auto", providers="auto", thr
     if backend in ("onnx", "onnxruntime", "ort"):
         return OnnxRunner(path, providers=providers, threads=threads, **onnx_options)
     if backend == "torch":
-        return TorchRunner(path, device=device)
+        return TorchRunner(path, device=device, image_size=image_size)
     raise ValueError(f"unknown backend {backend!r} (auto, onnx, torch)")
