@@ -178,3 +178,13 @@ def test_a_transformers_directory_is_evaluated_as_it_is_without_query_flow(sourc
     assert "without a query-flow module" in err and len(err.splitlines()) == 1
     assert main(common + ["--model", str(tmp_path / "ckpt"), "--size", "64x128", "--out", str(tmp_path / "y.json")]) == 2
     assert "--size applies to a transformers Mask2Former directory only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "auto"])
+def test_a_transformers_directory_given_to_the_node_or_bench_says_what_to_do(source, backend):
+    from mpvss_ros.runtime.runners import create_runner
+
+    root, _ = source
+    with pytest.raises(ValueError, match=r"not an exported model: train the query-flow module on it .*"
+                                         r"`mpvss evaluate --model DIR` scores it per frame"):
+        create_runner(root / "cs", backend)

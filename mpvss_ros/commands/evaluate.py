@@ -44,7 +44,7 @@ def _load_runner(args):
     model_dir = Path(args.model)
     if not model_dir.exists():
         raise CommandError(f"model {args.model} does not exist (give a model directory, 'oracle' or 'oracle-grid')")
-    from mpvss_ros.model.pretrained import is_mask2former_dir
+    from mpvss_ros.model.config import is_mask2former_dir
 
     if is_mask2former_dir(model_dir):
         return _mask2former_runner(args, model_dir)
@@ -85,7 +85,7 @@ def _mask2former_runner(args, model_dir: Path):
 
 def _methods(args) -> list[str]:
     """The methods to run; checked before any model is loaded."""
-    from mpvss_ros.model.pretrained import is_mask2former_dir
+    from mpvss_ros.model.config import is_mask2former_dir
 
     segmentor_only = args.model not in ("oracle", "oracle-grid") and is_mask2former_dir(args.model)
     if args.methods is None:

@@ -103,6 +103,19 @@ class MPVSSConfig:
         return cls.from_dict(data)
 
 
+def is_mask2former_dir(directory: str | Path) -> bool:
+    """True for a transformers Mask2Former directory (its config.json says model_type mask2former).
+    Torch-free: the ONNX runner's path asks it too."""
+    config = Path(directory) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("model_type") == "mask2former"
+
+
 def read_json_object(path: str | Path) -> dict:
     """A config.json's object; ValueError naming the file when it is not JSON or not an object."""
     try:

@@ -41,18 +41,6 @@ def _quiet_transformers():
         logging.set_verbosity(level)
 
 
-def is_mask2former_dir(directory: str | Path) -> bool:
-    """True for a transformers Mask2Former directory (its config.json says model_type mask2former)."""
-    config = Path(directory) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("model_type") == "mask2former"
-
-
 def load_mask2former(directory: Path):
     """-> `Mask2FormerForUniversalSegmentation` (eval) with classes in Cityscapes train-id order;
     ValueError with the reason in one line otherwise."""

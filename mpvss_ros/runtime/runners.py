@@ -223,7 +223,7 @@ class TorchRunner(_RunnerBase):
         from mpvss_ros.model.config import MPVSSConfig
         from mpvss_ros.model.graphs import FLOW_OUTPUTS, SEGMENTOR_OUTPUTS, FlowGraph, SegmentorGraph
         from mpvss_ros.model.mpvss import MPVSS
-        from mpvss_ros.model.pretrained import is_mask2former_dir
+        from mpvss_ros.model.config import is_mask2former_dir
 
         path = Path(model_dir_or_checkpoint)
         self.has_query_flow = True
@@ -292,6 +292,12 @@ def create_runner(path: str | Path, backend: str = "auto", providers="auto", thr
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
+    from mpvss_ros.model.config import is_mask2former_dir
+
+    if image_size is None and is_mask2former_dir(path):  # the node, bench: they run exported models
+        raise ValueError(f"{path} is a transformers Mask2Former directory, not an exported model: train the "
+                         "query-flow module on it (`mpvss train flow --segmentor DIR`), then `mpvss export`; "
+                         "`mpvss evaluate --model DIR` scores it per frame as it is")
     if backend == "auto":
         backend = "onnx" if (path / "model.json").is_file() else "torch"
     if backend in ("onnx", "onnxruntime", "ort"):
