@@ -220,10 +220,9 @@ class TorchRunner(_RunnerBase):
                  image_size: tuple[int, int] | None = None):
         import torch
 
-        from mpvss_ros.model.config import MPVSSConfig
+        from mpvss_ros.model.config import MPVSSConfig, is_mask2former_dir
         from mpvss_ros.model.graphs import FLOW_OUTPUTS, SEGMENTOR_OUTPUTS, FlowGraph, SegmentorGraph
         from mpvss_ros.model.mpvss import MPVSS
-        from mpvss_ros.model.config import is_mask2former_dir
 
         path = Path(model_dir_or_checkpoint)
         self.has_query_flow = True

@@ -81,8 +81,8 @@ def scored_windows(frames: list, starts: list[int], context: int, count: int) ->
     split), each with those frames. -> (frames, run starts, indices into them of the scored ones)."""
     eligible = np.asarray([i for i, f in enumerate(frames) if f.label_path is not None
                            and i - starts[i] >= context], np.int64)
-    keep = sorted({j for c in spread(eligible, count) for j in range(c - context, c + 1)})
-    scored = set(int(c) for c in spread(eligible, count))
+    scored = {int(c) for c in spread(eligible, count)}
+    keep = sorted({j for c in scored for j in range(c - context, c + 1)})
     out, out_starts, out_scored = [], [], set()
     for n, i in enumerate(keep):
         contiguous = n > 0 and keep[n - 1] == i - 1 and starts[i] == starts[i - 1]
