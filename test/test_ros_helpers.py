@@ -253,12 +253,15 @@ def write_slow_onnx(path, nodes: int = 100_000) -> Path:
 
 
 def node_command(*ros_args: str, delay_s: float = 0.0, autostart: bool = False, load_s: float = 0.0,
-                 first_delay_s: float = 0.0, load_onnx: str | Path = "", signal_at_load_end: str = "") -> list[str]:
+                 first_delay_s: float = 0.0, load_onnx: str | Path = "", signal_at_load_end: str = "",
+                 signal_at_activate: str = "") -> list[str]:
     """Command line that starts the real SegmenterNode with a ScriptedRunner."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay_s), "--load-delay", str(load_s),
            "--first-delay", str(first_delay_s)]
     if signal_at_load_end:
         cmd += ["--signal-at-load-end", signal_at_load_end]
+    if signal_at_activate:
+        cmd += ["--signal-at-activate", signal_at_activate]
     if load_onnx:
         cmd += ["--load-onnx", str(load_onnx)]
     if autostart:
@@ -306,6 +309,20 @@ def _main(argv: list[str]) -> int:
     first_s = float(own[own.index("--first-delay") + 1]) if "--first-delay" in own else 0.0
     onnx_path = own[own.index("--load-onnx") + 1] if "--load-onnx" in own else ""
     signal_at_end = own[own.index("--signal-at-load-end") + 1] if "--signal-at-load-end" in own else ""
+    if "--signal-at-activate" in own:  # the operator's Ctrl-C while the node activates
+        import os
+        import signal
+
+        from mpvss_ros.ros import node as node_module
+
+        sig = getattr(signal, own[own.index("--signal-at-activate") + 1])
+        start = node_module.Worker.start
+
+        def start_after_a_signal(self):
+            os.kill(os.getpid(), sig)
+            start(self)
+
+        node_module.Worker.start = start_after_a_signal
 
     def factory(model_dir, **kw):
         if load_s or onnx_path:  # a large model loading: configure takes this long

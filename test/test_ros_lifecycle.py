@@ -236,3 +236,15 @@ def test_a_signal_as_the_load_ends_is_a_quiet_shutdown(client, spawn, tmp_path, 
     assert code == 0, log
     assert "loading the model" in log and "Failed to complete transition" not in log, log
     assert "Traceback" not in log and "configured:" not in log and "active:" not in log, log
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_node_activates_is_a_quiet_shutdown(client, spawn, tmp_path, sig):
+    """The context shuts down half-way through activate: the subscription cannot be created, which
+    is a shutdown, not a failed transition (rclpy logged "Failed to complete transition")."""
+    node = spawn(node_command("-p", f"model:={tmp_path}", autostart=True, signal_at_activate=sig), name="node")
+    code = node.wait(60)
+    log = node.log_text()
+    assert code == 0, log
+    assert "configured:" in log and "Failed to complete transition" not in log, log
+    assert "Traceback" not in log and "active: segmenting" not in log and "activate failed" not in log, log

@@ -114,6 +114,14 @@ class SegmenterNode(LifecycleNode):
 
         The key-frame state starts afresh: the first frame after activation is a key frame.
         """
+        try:
+            return self._activate(state)
+        except Exception:
+            if not self.context.ok():  # SIGINT/SIGTERM meanwhile: nothing can be created on the
+                raise ShutdownRequested from None  # dead context; a shutdown, not a failed transition
+            raise
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the lifecycle publishers
         with self._segment_lock:
             self._segmenter.reset()
