@@ -52,3 +52,13 @@ def test_lock_files_are_not_followed_through_links(tmp_path):
     with pytest.raises(RuntimeError, match="cannot open the lock file of ROS domain 300"):
         _claim_domain(first=300, count=1, lock_dir=locks)
     assert victim.read_text() == "keep me"
+
+
+def test_a_lock_directory_that_is_a_link_is_refused(tmp_path):
+    """Someone else's directory planted where ours goes (here as a link to it) is not used."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "locks").symlink_to(elsewhere)
+    with pytest.raises(RuntimeError, match="is not a directory of this user's"):
+        _claim_domain(first=300, count=1, lock_dir=tmp_path / "locks")
+    assert not any(elsewhere.iterdir())
