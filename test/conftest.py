@@ -57,7 +57,7 @@ def ros_domain():
     domain, lock = _claim_domain()
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA?sockets_size=8MB")  # as tools/env.sh
     yield domain
     os.close(lock)
     for k, v in saved.items():

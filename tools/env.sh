@@ -18,7 +18,11 @@ export LD_LIBRARY_PATH="$_MPVSS_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # merges that directory into the package path.
 export PYTHONPATH="$_MPVSS_ROOT:$_MPVSS_SITE${PYTHONPATH:+:$PYTHONPATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
-# Large images over Fast DDS: without this, best-effort 1024x2048 frames are lost entirely.
-export FASTDDS_BUILTIN_TRANSPORTS="${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}"
+# Large images over Fast DDS: without LARGE_DATA, best-effort 1024x2048 frames are lost entirely.
+# sockets_size sizes the shared-memory segment (twice it) that a publisher writes its samples into:
+# Fast DDS 2.14 (Jazzy) keeps the 0.5 MB default even with LARGE_DATA, and best-effort 6 MB frames
+# are then mostly lost (measured: 0-21 of 90 arrive); Fast DDS 3.2 (Kilted) gave LARGE_DATA a
+# 9 MB one here. 8MB (a 16 MB segment) holds two 1024x2048 rgb8 frames on both.
+export FASTDDS_BUILTIN_TRANSPORTS="${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA?sockets_size=8MB}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
