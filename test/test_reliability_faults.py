@@ -135,16 +135,19 @@ def test_shutdown_while_the_worker_is_busy(ros_domain, tmp_path, how, delay_s):
     """SIGINT with inference stuck for 60 s (longer than the join bound: the process still
     exits, saying it stopped waiting), SIGTERM and the shutdown transition with a 2 s frame."""
     log = tmp_path / "node.log"
+    # a name of its own per case: the previous case's node may still be in the graph, and a
+    # get_state sent to its dead service is never answered
+    name = "mpvss_busy_" + how.replace(" ", "_").lower()
     with open(log, "wb") as f:
         proc = subprocess.Popen(node_args("-p", f"model:={tmp_path}", "-r", "image:=/busy_image",
                                           "-p", "input_reliability:=reliable", "-p", "diagnostics_period_s:=0.2",
                                           # its own name and topics: the module's node is still running
                                           # (with the same name, a lifecycle service call could
                                           # be answered by either node)
-                                          "-r", "__node:=mpvss_busy",
+                                          "-r", f"__node:={name}",
                                           "-r", "/diagnostics:=/busy_diagnostics", delay_s=delay_s, autostart=True),
                                 stdout=f, stderr=subprocess.STDOUT)
-    client = RosClient("/mpvss_busy")
+    client = RosClient(f"/{name}")
     try:
         wait_for(lambda: client.get_state() == "active", 60, "node active")
         client.subscribe("/busy_diagnostics", DiagnosticArray)

@@ -116,13 +116,25 @@ class RosClient:
         self._thread.join(5)
 
     # services
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+    def call(self, srv_type, name: str, request, timeout: float = 30.0, resend_s: float | None = None):
+        """The service's reply. `resend_s`, for requests that may be repeated (queries): send again
+        when no reply came in that time. A server that has not yet matched our reply reader, or
+        a dead node's service still in the graph, loses a request; a query need not wait 30 s."""
         client = self.node.create_client(srv_type, name)
         try:
             wait_for(lambda: client.service_is_ready(), timeout, f"service {name}")
-            future = client.call_async(request)
-            wait_for(future.done, timeout, f"reply from {name}")
-            return future.result()
+            futures = [client.call_async(request)]
+            deadline = last = time.monotonic()
+            deadline += timeout
+            while not any(f.done() for f in futures):
+                now = time.monotonic()
+                if now > deadline:
+                    raise AssertionError(f"timed out waiting for reply from {name}")
+                if resend_s and now - last > resend_s:
+                    futures.append(client.call_async(request))
+                    last = now
+                time.sleep(0.02)
+            return next(f for f in futures if f.done()).result()
         finally:
             self.node.destroy_client(client)
 
@@ -134,7 +146,7 @@ class RosClient:
 
     def get_state(self) -> str:
         from lifecycle_msgs.srv import GetState
-        return self.call(GetState, f"{self.ns}/get_state", GetState.Request()).current_state.label
+        return self.call(GetState, f"{self.ns}/get_state", GetState.Request(), resend_s=5.0).current_state.label
 
     def set_parameters(self, **values):
         from rcl_interfaces.srv import SetParameters
