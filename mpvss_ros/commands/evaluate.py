@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-sequences", type=int, default=None, help="score only the first N sequences")
 
 
-def _load_runner(args):
+def _load_runner(args, segmentor_only: bool):
     """-> (runner, model_info, gflops)."""
     if args.model in ("oracle", "oracle-grid"):
         from mpvss_ros.evaluation.oracle import OracleRunner
@@ -44,9 +44,7 @@ def _load_runner(args):
     model_dir = Path(args.model)
     if not model_dir.exists():
         raise CommandError(f"model {args.model} does not exist (give a model directory, 'oracle' or 'oracle-grid')")
-    from mpvss_ros.model.config import is_mask2former_dir
-
-    if is_mask2former_dir(model_dir):
+    if segmentor_only:
         return _mask2former_runner(args, model_dir)
     if args.size:
         raise CommandError("--size applies to a transformers Mask2Former directory only (a model directory "
@@ -83,11 +81,8 @@ def _mask2former_runner(args, model_dir: Path):
     return runner, info, None
 
 
-def _methods(args) -> list[str]:
+def _methods(args, segmentor_only: bool) -> list[str]:
     """The methods to run; checked before any model is loaded."""
-    from mpvss_ros.model.config import is_mask2former_dir
-
-    segmentor_only = args.model not in ("oracle", "oracle-grid") and is_mask2former_dir(args.model)
     if args.methods is None:
         return ["per-frame", "copy", "optical-flow"] + ([] if segmentor_only else ["query-flow"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -102,12 +97,16 @@ def _methods(args) -> list[str]:
 def run(args) -> int:
     from mpvss_ros.evaluation.evaluate import evaluate
 
-    methods = _methods(args)
+    from mpvss_ros.model.config import is_mask2former_dir
+
+    # a transformers Mask2Former directory: the segmentor alone (no query flow)
+    segmentor_only = args.model not in ("oracle", "oracle-grid") and is_mask2former_dir(args.model)
+    methods = _methods(args, segmentor_only)
     intervals = parse_int_list(args.intervals, "--intervals")
     if args.max_sequences is not None and args.max_sequences <= 0:
         raise CommandError("--max-sequences must be positive")
     out = output_file(args.out)
-    runner, info, gflops = _load_runner(args)
+    runner, info, gflops = _load_runner(args, segmentor_only)
     report = evaluate(args.data, args.split, runner, methods, intervals, save_predictions=args.save_predictions,
                       max_sequences=args.max_sequences, model_info=info, gflops=gflops)
     out.write_text(json.dumps(report, indent=2) + "\n")
