@@ -5,9 +5,12 @@
     ros2 launch mpvss_ros segment.launch.py input_transport:=compressed   # <image>/compressed, JPEG / PNG
 
 With autostart the launch emits the lifecycle `configure` transition once the node is up and
-`activate` once it reports Inactive after configuring (launch_ros ChangeState events and an
-OnStateTransition handler, the pattern of launch_ros' lifecycle example). If configure fails
-(bad model path, bad parameter) the node logs the reason and stays Unconfigured.
+`activate` once it reports Inactive after its first successful configure (launch_ros ChangeState
+events and a one-shot OnStateTransition handler, the pattern of launch_ros' lifecycle example).
+If configure fails (bad model path, bad parameter) the node logs the reason and stays
+Unconfigured; `ros2 lifecycle set <node> configure` after fixing the parameter then activates it.
+Later transitions from outside are left alone: deactivate stays Inactive, and cleanup + configure
+(e.g. to load another model) stays Inactive until `ros2 lifecycle set <node> activate`.
 
 `input_transport` overrides the parameter file only when given: the node is built in an
 OpaqueFunction so that an empty argument adds no parameter at all (a substitution in the
@@ -74,10 +77,15 @@ def node_actions(context) -> list:
             transition_id=Transition.TRANSITION_CONFIGURE),
         condition=IfCondition(autostart))
 
-    # start_state='configuring' so that a later deactivate (active -> inactive) is not undone.
+    # start_state='configuring' so that a later deactivate (active -> inactive) is not undone,
+    # and handle_once so that a later cleanup + configure from outside (`ros2 lifecycle set`, to
+    # change the model) leaves the node Inactive: only the first successful configure activates.
+    # A failed configure (configuring -> unconfigured) does not match and so does not use it up:
+    # after fixing the parameter, `ros2 lifecycle set <node> configure` still ends in Active.
     activate_after_configure = RegisterEventHandler(
         OnStateTransition(
             target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+            handle_once=True,
             entities=[
                 LogInfo(msg=f"{NODE_NAME} configured, activating"),
                 EmitEvent(event=ChangeState(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -134,7 +135,14 @@ def test_launch_service_autostarts_the_node(ros_domain, spawn, tmp_path):
                                       "/robot1/mpvss_segmenter/labels")
         assert (labels.height, labels.width, labels.encoding) == (64, 128, "mono8")
         assert "configured, activating" in launcher.log_text()
-        # the launched node still takes outside transitions
+        # the launched node still takes outside transitions, and autostart does not undo them:
+        # deactivate stays Inactive, and cleanup + configure (another model, say) stays Inactive
+        # too (the activate-on-configure handler fires once)
         assert client.change_state(Transition.TRANSITION_DEACTIVATE) is True
+        assert client.change_state(Transition.TRANSITION_CLEANUP) is True
+        assert client.change_state(Transition.TRANSITION_CONFIGURE) is True
+        time.sleep(2.0)  # an activate event would come within milliseconds of the transition
+        assert client.get_state() == "inactive"
+        assert launcher.log_text().count("configured, activating") == 1
     finally:
         client.close()
