@@ -115,3 +115,37 @@ def test_a_schedule_change_beside_a_wrongly_typed_start_up_schedule_value_is_no_
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.ros
+def test_whole_numbers_for_float_parameters_stay_floats(ros_domain):
+    """`ros2 param set <node> schedule.period_s 2` (or `period_s: 2` in a file) sends an integer;
+    with dynamic typing the parameter would turn into an integer (`ros2 param get` said
+    "Integer value is: 2", dump wrote `period_s: 2`). The node keeps such values doubles."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mpvss_ros.ros.node import SegmenterNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["node", "--ros-args", "-p", "schedule.period_s:=2", "-p", "overlay_alpha:=1"],
+               context=context)
+    try:
+        node = SegmenterNode("mpvss_float_params", context=context)
+        try:
+            for name, value in (("schedule.period_s", 2.0), ("overlay_alpha", 1.0)):
+                param = node.get_parameter(name)
+                assert (param.type_, param.value) == (Parameter.Type.DOUBLE, value), name
+            (result,) = node.set_parameters([Parameter("schedule.period_s", value=3)])
+            assert result.successful, result.reason
+            param = node.get_parameter("schedule.period_s")
+            assert (param.type_, param.value) == (Parameter.Type.DOUBLE, 3.0)
+            # integers stay integers, and a wrong type is still refused with the reason
+            (kept,) = node.set_parameters([Parameter("schedule.interval", value=7)])
+            assert kept.successful and node.get_parameter("schedule.interval").type_ == Parameter.Type.INTEGER
+            (refused,) = node.set_parameters([Parameter("overlay_alpha", value="abc")])
+            assert not refused.successful and "overlay_alpha must be a number" in refused.reason
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

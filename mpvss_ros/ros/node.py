@@ -24,6 +24,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
@@ -61,7 +62,16 @@ class SegmenterNode(LifecycleNode):
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
                 description=spec.description, additional_constraints=spec.constraints,
                 dynamic_typing=True))
+        # A whole number for a float parameter (`ros2 param set ... schedule.period_s 2`, or
+        # `period_s: 2` in a file) would change its type to integer (dynamic typing): the value is
+        # still coerced on use, but `ros2 param get/describe/dump` and rqt would show an integer.
+        # Keep such values floats, from the start-up overrides and from every later set.
+        as_floats = self._whole_numbers_as_floats(
+            [self.get_parameter(s.name) for s in P.SPECS if isinstance(s.default, float)])
+        if as_floats:
+            self.set_parameters(as_floats)  # no callbacks registered yet: nothing is checked here
         self._declaring = False
+        self.add_pre_set_parameters_callback(self._whole_numbers_as_floats)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._live = {s.name: s.default for s in P.SPECS if s.live}
@@ -322,6 +332,19 @@ class SegmenterNode(LifecycleNode):
         self._controls.request_key_frame()  # the worker applies it before the next frame
         response.success, response.message = True, "the next frame will be a key frame"
         return response
+
+    @staticmethod
+    def _whole_numbers_as_floats(parameters: list) -> list:
+        """The integers among ``parameters`` whose default is a float, as doubles (pre-set
+        callback: the others pass unchanged, wrong types are left to the validation)."""
+        out = []
+        for p in parameters:
+            spec = P.SPEC_BY_NAME.get(p.name)
+            if spec is not None and isinstance(spec.default, float) and \
+                    p.type_ == Parameter.Type.INTEGER:
+                p = Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+            out.append(p)
+        return out
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
         if self._declaring:  # initial values: configure reports bad ones with a reason
