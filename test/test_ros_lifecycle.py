@@ -120,9 +120,12 @@ def test_bad_parameter_values_fail_configure_or_are_rejected(client, spawn, tmp_
     # with a model loaded, an unknown class is refused now rather than at the next configure
     (res,) = client.set_parameters(confidence_classes=["unicorn"])
     assert not res.successful and "confidence_classes: unknown class 'unicorn'" in res.reason
+    # a deferred parameter set to the value it already has is not announced (`ros2 param load`)
+    assert all(r.successful for r in client.set_parameters(backend="onnxruntime"))
     assert all(r.successful for r in client.set_parameters(confidence_classes=["car"]))
     wait_for(lambda: "confidence_classes: set; takes effect at the next configure" in node.log_text(),
              what="the deferred parameter in the log")
+    assert "backend: set" not in node.log_text()
 
 
 def test_services_answer_while_a_frame_is_in_inference(client, spawn, tmp_path):

@@ -387,7 +387,10 @@ class SegmenterNode(LifecycleNode):
             return
         live = {p.name: P.coerce(p.name, p.value) for p in parameters
                 if p.name in P.SPEC_BY_NAME and P.SPEC_BY_NAME[p.name].live}
-        later = [p.name for p in parameters if p.name in P.SPEC_BY_NAME and not P.SPEC_BY_NAME[p.name].live]
+        # only values that differ from the running configuration's (a whole parameter file
+        # loaded with `ros2 param load` re-sets every parameter, most of them unchanged)
+        later = [p.name for p in parameters if p.name in P.SPEC_BY_NAME and not P.SPEC_BY_NAME[p.name].live
+                 and P.coerce(p.name, p.value) != self._config.get(p.name)]
         if later and self._runner is not None:
             self.get_logger().info(f"{', '.join(later)}: set; takes effect at the next configure")
         self._live.update(live)
