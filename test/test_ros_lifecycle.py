@@ -86,6 +86,8 @@ def test_every_transition_and_configure_failure_then_success(client, spawn, tmp_
     assert client.change_state(Transition.TRANSITION_ACTIVATE) is True
     assert client.change_state(Transition.TRANSITION_ACTIVE_SHUTDOWN) is True
     assert client.get_state() == "finalized"
+    wait_for(lambda: "finalized (from active): everything released" in node.log_text(),
+             what="the shutdown transition in the node's log")
     assert node.poll() is None  # still answering services after finalize
 
 
@@ -251,3 +253,34 @@ def test_a_signal_while_the_node_activates_is_a_quiet_shutdown(client, spawn, tm
     assert code == 0, log
     assert "configured:" in log and "Failed to complete transition" not in log, log
     assert "Traceback" not in log and "active: segmenting" not in log and "activate failed" not in log, log
+
+
+def test_a_transition_that_raises_releases_everything_and_says_so(ros_domain, tmp_path, capfd):
+    """on_error: an unexpected exception inside a transition (here activate) releases the model
+    and the input, logs it, and leaves the node Unconfigured and configurable again."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from test_ros_helpers import ScriptedRunner
+
+    from mpvss_ros.ros.node import SegmenterNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["node", "--ros-args", "-p", f"model:={tmp_path}"], context=context)
+    try:
+        node = SegmenterNode("mpvss_on_error", context=context,
+                             runner_factory=lambda model_dir, **kw: ScriptedRunner())
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            activate = node._activate
+            node._activate = lambda state: (_ for _ in ()).throw(RuntimeError("camera gone"))
+            assert node.trigger_activate() == TransitionCallbackReturn.ERROR
+            assert node._state_machine.current_state[1] == "unconfigured"
+            assert node._runner is None and node._worker is None
+            assert "error during a transition from inactive: released everything" in capfd.readouterr().err
+            node._activate = activate
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

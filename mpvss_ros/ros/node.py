@@ -177,12 +177,17 @@ class SegmenterNode(LifecycleNode):
         """Stop everything, from whichever state the node was in."""
         self._stop_input(_SHUTDOWN_JOIN_S)
         self._release()
+        # as lifecycle nodes do, the process stays (its services answer) until it is stopped
+        self.get_logger().info(f"finalized (from {state.label}): everything released; "
+                               "stop the process to end it")
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """A transition raised: release everything and go back to Unconfigured."""
         self._stop_input()
         self._release()
+        self.get_logger().error(f"error during a transition from {state.label}: released everything, "
+                                "back to unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
     # ----------------------------------------------------------------- configure helpers
