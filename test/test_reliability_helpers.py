@@ -98,7 +98,7 @@ def settled_counts(client, timeout: float = 30.0) -> dict[str, int]:
 
 def _main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mpvss_ros.ros.node import run
+    from mpvss_ros.ros.node_main import run
 
     own, ros = (argv[: argv.index("--ros-args")], argv[argv.index("--ros-args"):]) \
         if "--ros-args" in argv else (argv, [])

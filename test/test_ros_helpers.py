@@ -312,7 +312,7 @@ def _native_like_load(seconds: float) -> None:
 
 def _main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mpvss_ros.ros.node import run
+    from mpvss_ros.ros.node_main import run
 
     own, ros = (argv[: argv.index("--ros-args")], argv[argv.index("--ros-args"):]) \
         if "--ros-args" in argv else (argv, [])

@@ -30,6 +30,6 @@ def run(args) -> int:
         # right after --ros-args, so that `-p name:=value` given by the user overrides the file
         ros_args = ["--ros-args", "--params-file", str(path)] + ros_args[1:]
     require_ros("mpvss node")
-    from mpvss_ros.ros.node import run as run_node
+    from mpvss_ros.ros.node_main import run as run_node
 
     return run_node(["mpvss_node"] + ros_args, autostart=not args.no_activate)

@@ -127,7 +127,7 @@ class ShutdownRequested(BaseException):
 
     A BaseException on purpose: rclpy's lifecycle turns an Exception from a callback into ERROR
     and then, publishing the transition on the shut-down context, logs "Failed to complete
-    transition". This passes through it (and the executor) to ``node.run``, which exits quietly;
+    transition". This passes through it (and the executor) to ``node_main.run``, which exits quietly;
     elsewhere it ends a spin that shutdown would end anyway (ExternalShutdownException)."""
 
 
