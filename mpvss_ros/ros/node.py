@@ -36,7 +36,7 @@ from mpvss_ros.runtime.segmenter import VideoSegmenter
 NODE_NAME = "mpvss_segmenter"
 RunnerFactory = Callable[..., Any]  # (model_dir, backend=, providers=, threads=, device=) -> Runner
 _THROTTLE_S = 5.0
-SHUTDOWN_JOIN_S = 10.0  # a frame still in inference after this is abandoned (daemon thread)
+_SHUTDOWN_JOIN_S = 10.0  # a frame still in inference after this is abandoned (daemon thread)
 
 
 def create_default_runner(model_dir, *, backend: str, providers, threads: int, device: str):
@@ -49,7 +49,7 @@ class SegmenterNode(LifecycleNode):
                  **kwargs):
         super().__init__(node_name, **kwargs)
         self._runner_factory = runner_factory or create_default_runner
-        self._load = ModelLoad(self.context)
+        self.model_load = ModelLoad(self.context)  # `node_main.run` asks it whether a load was abandoned
         self._declaring = True
         for spec in P.SPECS:
             # Types are checked by params.check_value so that a wrong type in a parameter file
@@ -61,10 +61,10 @@ class SegmenterNode(LifecycleNode):
         # `period_s: 2` in a file) would change its type to integer (dynamic typing): the value is
         # still coerced on use, but `ros2 param get/describe/dump` and rqt would show an integer.
         # Keep such values floats, from the start-up overrides and from every later set.
-        as_floats = self._whole_numbers_as_floats(
-            [self.get_parameter(s.name) for s in P.SPECS if isinstance(s.default, float)])
-        if as_floats:
-            self.set_parameters(as_floats)  # no callbacks registered yet: nothing is checked here
+        whole = [p for p in (self.get_parameter(s.name) for s in P.SPECS if isinstance(s.default, float))
+                 if p.type_ == Parameter.Type.INTEGER]
+        if whole:  # no callbacks registered yet: nothing is checked here
+            self.set_parameters(self._whole_numbers_as_floats(whole))
         self._declaring = False
         self.add_pre_set_parameters_callback(self._whole_numbers_as_floats)
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -170,8 +170,7 @@ class SegmenterNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop everything, from whichever state the node was in."""
-        self._stop_input(SHUTDOWN_JOIN_S)
-        self._release()
+        self.release_all()
         # as lifecycle nodes do, the process stays (its services answer) until it is stopped
         self.get_logger().info(f"finalized (from {state.label}): everything released; "
                                "stop the process to end it")
@@ -184,6 +183,12 @@ class SegmenterNode(LifecycleNode):
         self.get_logger().error(f"error during a transition from {state.label}: released everything, "
                                 "back to unconfigured")
         return TransitionCallbackReturn.SUCCESS
+
+    def release_all(self) -> None:
+        """Stop taking frames (a frame still in inference after a while is abandoned) and free
+        the model and the publishers: the shutdown transition, and the process on its way out."""
+        self._stop_input(_SHUTDOWN_JOIN_S)
+        self._release()
 
     # ----------------------------------------------------------------- configure helpers
     def _configure(self) -> None:
@@ -201,7 +206,7 @@ class SegmenterNode(LifecycleNode):
         # a load can take minutes (TensorRT engines): say what is under way before it starts
         self.get_logger().info(f"loading model {model_dir} (backend {values['backend']}, providers "
                                f"{','.join(values['providers'])})")
-        runner = self._load(lambda: factory(model_dir, backend=values["backend"], providers=providers,
+        runner = self.model_load(lambda: factory(model_dir, backend=values["backend"], providers=providers,
                                             threads=values["threads"], device=values["device"]))
         self._runner, self._model_dir = runner, str(model_dir)
         classes = P.resolve_confidence_classes(values["confidence_classes"], list(runner.class_names))

@@ -9,7 +9,7 @@ import rclpy
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from mpvss_ros.ros.node import NODE_NAME, SHUTDOWN_JOIN_S, RunnerFactory, SegmenterNode
+from mpvss_ros.ros.node import NODE_NAME, RunnerFactory, SegmenterNode
 from mpvss_ros.ros.worker import ShutdownRequested
 
 
@@ -25,7 +25,7 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     keep_large_buffers_on_heap()  # camera frames are megabytes: no page faults per message
     rclpy.init(args=args)
     node = SegmenterNode(runner_factory=runner_factory)
-    load = node._load
+    load = node.model_load
     code = _spin(node, autostart)
     del node  # a destroyed node holds its context's DDS participant until it is collected
     if load.abandoned():
@@ -65,8 +65,7 @@ def _spin(node: SegmenterNode, autostart: bool) -> int:
         if rclpy.ok():
             raise
     finally:
-        node._stop_input(SHUTDOWN_JOIN_S)
-        node._release()
+        node.release_all()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
