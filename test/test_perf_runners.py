@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpvss_ros.runtime.ort_session import (GraphSignature, device_type, host_postprocess_graph,
-                                           provider_options, resolve_providers)
+from mpvss_ros.runtime.ort_session import (GraphSignature, device_type, host_half_image_graph,
+                                           host_postprocess_graph, provider_options, resolve_providers)
 from mpvss_ros.runtime.runners import KeyState, OnnxRunner
 
 SIZE = (64, 128)
@@ -57,6 +57,34 @@ def test_io_binding_on_the_cpu_device(model_dir, frames):
     # a key state without device values (e.g. made by another runner) still propagates
     host_only = KeyState(kb.queries, kb.mask_logits, kb.class_logits, kb.motion)
     assert np.array_equal(bound.propagate(host_only, frames[1]).labels, plain.propagate(kp, frames[1]).labels)
+
+
+def test_host_half_image_equals_the_graphs_own_shrink(model_dir, frames):
+    import onnx
+
+    fast = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1)
+    plain = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, host_half_image=False)
+    # the flow graph reads the image only through its shrink; the segmentor also normalises it
+    assert [i.name for i in fast._flow.get_inputs()] == ["key_motion", "image_half", "key_queries",
+                                                         "key_mask_logits", "key_class_logits"]
+    assert [i.name for i in fast._seg.get_inputs()] == ["image", "image_half"]
+    assert fast._flow.get_inputs()[1].shape == [1, 3, SIZE[0] // 2, SIZE[1] // 2]
+    assert [i.name for i in plain._flow.get_inputs()] == ["key_motion", "image", "key_queries",
+                                                          "key_mask_logits", "key_class_logits"]
+    kf, of = fast.key_frame(frames[0])
+    kp, op = plain.key_frame(frames[0])
+    assert np.abs(kf.motion - kp.motion).max() < 1e-4 and np.array_equal(of.labels, op.labels)
+    for frame in frames[1:]:
+        pf, pp = fast.propagate(kf, frame), plain.propagate(kp, frame)
+        assert np.abs(pf.mask_logits - pp.mask_logits).max() < 1e-4 and np.array_equal(pf.labels, pp.labels)
+    model = onnx.load_model(str(model_dir / "flow.onnx"))
+    halved = host_half_image_graph(model)
+    assert not any(n.op_type == "Resize" and n.input[0] == "image" for n in halved.graph.node)
+    assert host_half_image_graph(halved) is None  # nothing left to move
+    # a shrink that is not the 2x2 block mean (anti-aliased here) stays in the graph
+    resize = next(n for n in model.graph.node if n.op_type == "Resize" and n.input[0] == "image")
+    resize.attribute.append(onnx.helper.make_attribute("antialias", 1))
+    assert host_half_image_graph(model) is None
 
 
 def test_provider_resolution_and_options(tmp_path):

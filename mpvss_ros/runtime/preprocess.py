@@ -42,6 +42,17 @@ def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(values, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def half_image(x: np.ndarray) -> np.ndarray:
+    """(1, C, H, W) float32 -> (1, C, H/2, W/2): the mean of each 2x2 block, which is what a
+    bilinear half-pixel x0.5 resize computes (the graphs' motion-encoder input)."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h // 2, w // 2), np.float32)
+    for i in range(n):
+        for k in range(c):  # OpenCV's area filter has a fast path for exactly 2: ~10 us a plane
+            out[i, k] = cv2.resize(x[i, k], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def check_rgb_image(image: np.ndarray) -> None:
     """Raise ValueError unless image is a non-empty (H, W, 3) uint8 array."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \

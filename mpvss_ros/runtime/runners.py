@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from mpvss_ros.runtime.model_checks import check_onnx_signatures, member_path, read_model_json
-from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, SCORES, GraphSignature, device_type,
-                                           host_postprocess_graph, provider_options, resolve_providers,
-                                           session_options)
+from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, HALF_IMAGE, IMAGE, SCORES, GraphSignature,
+                                           device_type, host_half_image_graph, host_postprocess_graph,
+                                           provider_options, resolve_providers, session_options)
 from mpvss_ros.runtime.postprocess import UpsampledScores
+from mpvss_ros.runtime.preprocess import half_image
 
 __all__ = ["AUTO_PROVIDERS", "FrameOutput", "KeyState", "OnnxRunner", "TorchRunner", "create_runner",
            "read_model_json", "resolve_providers"]
@@ -123,13 +124,16 @@ class OnnxRunner(_RunnerBase):
     `runtime.postprocess` from the graphs' scores), False = the graphs' own outputs.
     io_binding: None = on for TensorRT/CUDA (key state stays on the GPU); True on the CPU binds
     CPU values (same code path, used by the tests).
+    host_half_image: None = on for the CPU (the graphs' x0.5 shrink of the image done by OpenCV,
+    `ort_session.host_half_image_graph`), False = in the graphs.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, model_dir: str | Path, providers="auto", threads: int = 0,
                  host_postprocess: bool | None = None, io_binding: bool | None = None,
-                 device_id: int = 0, trt_fp16: bool = True, trt_cache_dir: str | Path | None = None):
+                 host_half_image: bool | None = None, device_id: int = 0, trt_fp16: bool = True,
+                 trt_cache_dir: str | Path | None = None):
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir)
@@ -139,6 +143,7 @@ class OnnxRunner(_RunnerBase):
         self.device_id = int(device_id)
         self.host_postprocess = self.device_type == "cpu" if host_postprocess is None else bool(host_postprocess)
         self.io_binding = self.device_type != "cpu" if io_binding is None else bool(io_binding)
+        self.host_half_image = self.device_type == "cpu" if host_half_image is None else bool(host_half_image)
         options = session_options(threads)
         provider_args = provider_options(requested, device_id=device_id, trt_fp16=trt_fp16,
                                          trt_cache_dir=trt_cache_dir)
@@ -153,6 +158,8 @@ class OnnxRunner(_RunnerBase):
                 self.io_binding = self.device_type != "cpu"
         self._seg_outputs = [o.name for o in self._seg.get_outputs()]
         self._flow_outputs = [o.name for o in self._flow.get_outputs()]
+        self._seg_images = [i.name for i in self._seg.get_inputs() if i.name in (IMAGE, HALF_IMAGE)]
+        self._flow_images = [i.name for i in self._flow.get_inputs() if i.name in (IMAGE, HALF_IMAGE)]
         self._ort = ort
 
     def _session(self, ort, name: str, what: str, options, providers):
@@ -163,19 +170,26 @@ class OnnxRunner(_RunnerBase):
         try:
             model = onnx.load_model(str(path), load_external_data=False)
             signature = GraphSignature(model)
-            pruned = host_postprocess_graph(model) if self.host_postprocess else None
-            source = pruned.SerializeToString() if pruned is not None else str(path)
+            variant = (host_postprocess_graph(model) if self.host_postprocess else None) or model
+            variant = (host_half_image_graph(variant) if self.host_half_image else None) or variant
+            source = variant.SerializeToString() if variant is not model else str(path)
             return ort.InferenceSession(source, options, providers=providers), signature
         except Exception as exc:  # ORT's and protobuf's own types: a corrupt file must say so in one line
             reason = " ".join(str(exc).split())
             raise ValueError(f"cannot load {what} graph {path}: {reason}") from None
 
+    @staticmethod
+    def _image_feeds(names: list[str], x: np.ndarray) -> dict:
+        """The image inputs a session takes: `image` and/or its host-made half (`image_half`)."""
+        return {n: (x if n == IMAGE else half_image(x)) for n in names}
+
     def _run_segmentor(self, x):
+        feeds = self._image_feeds(self._seg_images, x)
         if not self.io_binding:
-            return dict(zip(self._seg_outputs, self._seg.run(None, {"image": x})))
-        dev = self._device_value(x)
+            return dict(zip(self._seg_outputs, self._seg.run(None, feeds)))
         binding = self._seg.io_binding()
-        binding.bind_ortvalue_input("image", dev)
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, self._device_value(value))
         for name in self._seg_outputs:
             if name in KEY_OUTPUTS:
                 binding.bind_output(name, self.device_type, self.device_id)
@@ -189,13 +203,15 @@ class OnnxRunner(_RunnerBase):
         return out
 
     def _run_flow(self, key: KeyState, x):
+        images = self._image_feeds(self._flow_images, x)
         if not self.io_binding or key.device is None:
             feeds = {"key_" + n: getattr(key, n) for n in KEY_OUTPUTS}
-            return dict(zip(self._flow_outputs, self._flow.run(None, {**feeds, "image": x})))
+            return dict(zip(self._flow_outputs, self._flow.run(None, {**feeds, **images})))
         binding = self._flow.io_binding()
         for name in KEY_OUTPUTS:
             binding.bind_ortvalue_input("key_" + name, key.device[name])
-        binding.bind_ortvalue_input("image", self._device_value(x))
+        for name, value in images.items():
+            binding.bind_ortvalue_input(name, self._device_value(value))
         for name in self._flow_outputs:
             binding.bind_output(name, "cpu")
         binding.synchronize_inputs()
