@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpvss_ros.runtime.ort_session import (GraphSignature, device_type, host_half_image_graph,
-                                           host_postprocess_graph, provider_options, resolve_providers)
+from mpvss_ros.runtime.graph_variants import host_half_image_graph, host_postprocess_graph, int32_index_graph
+from mpvss_ros.runtime.ort_session import GraphSignature, device_type, provider_options, resolve_providers
 from mpvss_ros.runtime.runners import KeyState, OnnxRunner
 
 SIZE = (64, 128)
@@ -85,6 +85,32 @@ def test_host_half_image_equals_the_graphs_own_shrink(model_dir, frames):
     resize = next(n for n in model.graph.node if n.op_type == "Resize" and n.input[0] == "image")
     resize.attribute.append(onnx.helper.make_attribute("antialias", 1))
     assert host_half_image_graph(model) is None
+
+
+def test_int32_gather_indices_give_the_same_values(model_dir, frames):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    model = onnx.load_model(str(model_dir / "flow.onnx"))
+    narrow = int32_index_graph(model)
+    casts = [n for n in narrow.graph.node if n.op_type == "Cast"]
+    assert casts and not any(a.i == TensorProto.INT64 for n in casts for a in n.attribute)
+    assert sum(n.op_type == "GatherElements" for n in narrow.graph.node) == 4
+    assert int32_index_graph(narrow) is None  # nothing left in int64
+    runner = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, host_postprocess=False,
+                        host_half_image=False)
+    key, _ = runner.key_frame(frames[0])
+    feeds = {"key_" + n: getattr(key, n) for n in ("motion", "queries", "mask_logits", "class_logits")}
+    feeds["image"] = runner.preprocess(frames[1])
+    wide_out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    narrow_out = ort.InferenceSession(narrow.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for a, b in zip(wide_out, narrow_out):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    # an int64 index that something else also reads (here a graph output) keeps the graph as it is
+    index = next(n for n in model.graph.node if n.op_type == "GatherElements").input[1]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(index, TensorProto.INT64, None))
+    assert int32_index_graph(model) is None
 
 
 def test_provider_resolution_and_options(tmp_path):

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from mpvss_ros.runtime.model_checks import check_onnx_signatures, member_path, read_model_json
-from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, HALF_IMAGE, IMAGE, SCORES, GraphSignature,
-                                           device_type, host_half_image_graph, host_postprocess_graph,
-                                           provider_options, resolve_providers, session_options)
+from mpvss_ros.runtime.graph_variants import (HALF_IMAGE, IMAGE, SCORES, host_half_image_graph,
+                                              host_postprocess_graph, int32_index_graph)
+from mpvss_ros.runtime.ort_session import (AUTO_PROVIDERS, GraphSignature, device_type, provider_options,
+                                           resolve_providers, session_options)
 from mpvss_ros.runtime.postprocess import UpsampledScores
 from mpvss_ros.runtime.preprocess import half_image
 
@@ -125,7 +126,7 @@ class OnnxRunner(_RunnerBase):
     io_binding: None = on for TensorRT/CUDA (key state stays on the GPU); True on the CPU binds
     CPU values (same code path, used by the tests).
     host_half_image: None = on for the CPU (the graphs' x0.5 shrink of the image done by OpenCV,
-    `ort_session.host_half_image_graph`), False = in the graphs.
+    `graph_variants.host_half_image_graph`), False = in the graphs.
     """
 
     backend = "onnxruntime"
@@ -172,6 +173,7 @@ class OnnxRunner(_RunnerBase):
             signature = GraphSignature(model)
             variant = (host_postprocess_graph(model) if self.host_postprocess else None) or model
             variant = (host_half_image_graph(variant) if self.host_half_image else None) or variant
+            variant = int32_index_graph(variant) or variant  # same values, half the index bytes
             source = variant.SerializeToString() if variant is not model else str(path)
             return ort.InferenceSession(source, options, providers=providers), signature
         except Exception as exc:  # ORT's and protobuf's own types: a corrupt file must say so in one line
