@@ -36,6 +36,22 @@ def test_other_integer_factors_and_fallback():
         assert np.abs(conf - ref_conf[0].numpy()).max() < 1e-4, size
 
 
+def test_ties_go_to_the_first_class_and_labels_stay_in_range():
+    from mpvss_ros.runtime.postprocess import _argmax_max
+
+    s = _scores(16, 32, 5)[0].numpy()
+    s[7] = s[3]  # an exact tie everywhere between classes 3 and 7: argmax's rule, the first wins
+    s[12] = s.max(axis=0)  # class 12 wins everywhere it is not tied with an earlier class
+    arg, best = _argmax_max(s)
+    assert np.array_equal(arg, s.argmax(axis=0)) and np.array_equal(best, s.max(axis=0))
+    labels, _ = labels_and_confidence(s, (64, 128))
+    ref, _ = dense_torch(torch.from_numpy(s)[None], (64, 128))
+    assert np.array_equal(labels, ref[0].numpy())
+    s[:, 2, 3] = np.nan  # a broken pixel must not produce a label outside the class list
+    arg, _ = _argmax_max(s)
+    assert arg.max() < len(s) and arg[2, 3] == 0
+
+
 def test_uniform_scores_take_the_shortcut_everywhere():
     s = np.zeros((19, 8, 16), np.float32)
     s[5] = 0.9

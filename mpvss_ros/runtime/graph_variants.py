@@ -91,8 +91,8 @@ def _is_exact_halving(node, graph, constants: dict) -> bool:
     import onnx
 
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0) \
-            or attrs.get("coordinate_transformation_mode", b"half_pixel") not in (b"half_pixel", b"pytorch_half_pixel") \
+    half_pixel = attrs.get("coordinate_transformation_mode", b"half_pixel") in (b"half_pixel", b"pytorch_half_pixel")
+    if attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0) or not half_pixel \
             or attrs.get("axes") or attrs.get("keep_aspect_ratio_policy", b"stretch") != b"stretch":
         return False
     image = next((i for i in graph.input if i.name == IMAGE), None)
