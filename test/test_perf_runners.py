@@ -113,6 +113,33 @@ def test_int32_gather_indices_give_the_same_values(model_dir, frames):
     assert int32_index_graph(model) is None
 
 
+def test_graph_variants_do_not_rely_on_node_names(model_dir, frames):
+    """Node names are optional in ONNX: with all of them empty the variants still change only
+    their own nodes, and give the graph's own values."""
+    import onnx
+    import onnxruntime as ort
+
+    from mpvss_ros.runtime.preprocess import half_image
+
+    model = onnx.load_model(str(model_dir / "flow.onnx"))
+    for node in model.graph.node:
+        node.name = ""
+    variant = int32_index_graph(host_half_image_graph(host_postprocess_graph(model)))
+    pruned = host_postprocess_graph(model)
+    assert len(variant.graph.node) == len(pruned.graph.node) - 1  # only the image's shrink left
+    runner = OnnxRunner(model_dir, providers=["CPUExecutionProvider"], threads=1, host_postprocess=False,
+                        host_half_image=False)
+    key, _ = runner.key_frame(frames[0])
+    x = runner.preprocess(frames[1])
+    feeds = {"key_" + n: getattr(key, n) for n in ("motion", "queries", "mask_logits", "class_logits")}
+    want = ort.InferenceSession(pruned.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {**feeds, "image": x})
+    got = ort.InferenceSession(variant.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {**feeds, "image_half": half_image(x)})
+    for a, b in zip(want, got):
+        assert np.abs(a - b).max() < 1e-4
+
+
 def test_provider_resolution_and_options(tmp_path):
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert resolve_providers("auto", available=gpu) == gpu

@@ -126,8 +126,9 @@ def host_half_image_graph(model):
     out.CopyFrom(model)
     og = out.graph
     replaced = {n.output[0] for n in halvings}
-    halving_names = {n.name for n in halvings}
-    kept = [n for n in og.node if n.name not in halving_names]
+    halving_at = {i for i, n in enumerate(g.node) if n.op_type == "Resize" and n.input and n.input[0] == IMAGE
+                  and _is_exact_halving(n, g, constants)}  # positions: node names may be empty
+    kept = [n for i, n in enumerate(og.node) if i not in halving_at]
     for node in kept:
         for k, name in enumerate(node.input):
             if name in replaced:
@@ -169,52 +170,59 @@ def int32_index_graph(model):
     from onnx import TensorProto, numpy_helper
 
     g = model.graph
-    consumers: dict[str, list] = {}
-    for node in g.node:
+    # nodes are kept by position (the copy below has the same order): names may be empty
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(g.node):
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    starts = [n for n in g.node if n.op_type == "Cast"
-              and any(a.name == "to" and a.i == TensorProto.INT64 for a in n.attribute)]
+            consumers.setdefault(name, []).append(i)
+    starts = {i for i, n in enumerate(g.node) if n.op_type == "Cast"
+              and any(a.name == "to" and a.i == TensorProto.INT64 for a in n.attribute)}
     inits = {t.name: t for t in g.initializer}
-    chain, values, stack = set(), {o for n in starts for o in n.output}, [o for n in starts for o in n.output]
+    values = {o for i in starts for o in g.node[i].output}
+    chain, stack = set(), list(values)
     while stack:
         value = stack.pop()
-        for node in consumers.get(value, []):
+        for i in consumers.get(value, []):
+            node = g.node[i]
             if node.op_type in ("Gather", "GatherElements") and list(node.input).index(value) == 1:
                 continue
-            if node.op_type == "Reshape" and node.input[0] == value:
-                pass
-            elif node.op_type not in _INDEX_ARITHMETIC:
+            if not (node.op_type == "Reshape" and node.input[0] == value) and node.op_type not in _INDEX_ARITHMETIC:
                 return None
-            chain.add(node.name)
+            chain.add(i)
             for o in node.output:
                 if o not in values:
                     values.add(o)
                     stack.append(o)
-    for node in g.node:  # an arithmetic node's other operand: a converted value or an int64 constant
-        if node.name in chain and node.op_type in _INDEX_ARITHMETIC and any(
-                n not in values and not (n in inits and inits[n].data_type == TensorProto.INT64) for n in node.input):
-            return None
+    arithmetic = [i for i in chain if g.node[i].op_type in _INDEX_ARITHMETIC]
+    # an arithmetic node's other operand: a converted value or an int64 constant
+    if any(n not in values and not (n in inits and inits[n].data_type == TensorProto.INT64)
+           for i in arithmetic for n in g.node[i].input):
+        return None
     if not starts or any(o.name in values for o in g.output):
         return None
     out = onnx.ModelProto()
     out.CopyFrom(model)
     og = out.graph
-    start_names = {n.name for n in starts}
+    taken = {t.name for t in g.initializer} | {o for n in g.node for o in n.output} | {v.name for v in g.input}
     converted: dict[str, str] = {}
-    for node in og.node:
-        if node.name in start_names:
-            next(a for a in node.attribute if a.name == "to").i = TensorProto.INT32
-        elif node.name in chain and node.op_type in _INDEX_ARITHMETIC:
-            for k, name in enumerate(node.input):
-                if name in inits and name not in values:
-                    if name not in converted:
-                        array = numpy_helper.to_array(inits[name])
-                        if np.abs(array).max(initial=0) >= 2 ** 31:
-                            return None
-                        converted[name] = name + "_int32"
-                        og.initializer.append(numpy_helper.from_array(array.astype(np.int32), converted[name]))
-                    node.input[k] = converted[name]
+    for i in starts:
+        next(a for a in og.node[i].attribute if a.name == "to").i = TensorProto.INT32
+    for i in arithmetic:
+        node = og.node[i]
+        for k, name in enumerate(node.input):
+            if name in values:
+                continue
+            if name not in converted:
+                array = numpy_helper.to_array(inits[name])
+                if np.abs(array).max(initial=0) >= 2 ** 31:
+                    return None
+                new = name + "_int32"
+                while new in taken:
+                    new += "_"
+                taken.add(new)
+                converted[name] = new
+                og.initializer.append(numpy_helper.from_array(array.astype(np.int32), new))
+            node.input[k] = converted[name]
     live_vi = [v for v in og.value_info if v.name not in values]  # their recorded type was int64
     del og.value_info[:]
     og.value_info.extend(live_vi)
