@@ -140,6 +140,60 @@ def test_graph_variants_do_not_rely_on_node_names(model_dir, frames):
         assert np.abs(a - b).max() < 1e-4
 
 
+def _tiny_graph(nodes, inputs, outputs, initializers=(), extra_inputs=()):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs]
+                              + list(extra_inputs),
+                              [helper.make_tensor_value_info(n, t, None) for n, t in outputs], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_graph_variants_refuse_what_they_cannot_do_exactly():
+    from onnx import TensorProto, helper, numpy_helper
+
+    scales = numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32), "scales")
+
+    def halving(shape, mode, extra_inputs=()):
+        resize = helper.make_node("Resize", ["image", "", "scales"], ["half"], mode="linear",
+                                  coordinate_transformation_mode=mode)
+        return _tiny_graph([resize, helper.make_node("Relu", ["half"], ["out"])], [("image", shape)],
+                           [("out", TensorProto.FLOAT)], [scales], extra_inputs)
+
+    assert host_half_image_graph(halving([1, 3, 8, 16], "half_pixel")) is not None
+    assert host_half_image_graph(halving([1, 3, 8, 16], "pytorch_half_pixel")) is not None
+    # pytorch_half_pixel samples coordinate 0 for an output length of 1: not the 2x2 mean
+    assert host_half_image_graph(halving([1, 3, 2, 16], "pytorch_half_pixel")) is None
+    assert host_half_image_graph(halving([1, 3, 8, 16], "align_corners")) is None
+    # scales that a caller can override (an initializer listed as an input) are not a constant
+    fed = helper.make_tensor_value_info("scales", TensorProto.FLOAT, [4])
+    assert host_half_image_graph(halving([1, 3, 8, 16], "half_pixel", [fed])) is None
+
+    def index_chain(with_subgraph=False):
+        nodes = [helper.make_node("Cast", ["where"], ["i"], to=TensorProto.INT64),
+                 helper.make_node("Mul", ["i", "two"], ["i2"]),
+                 helper.make_node("GatherElements", ["data", "i2"], ["out"], axis=0)]
+        outputs = [("out", TensorProto.FLOAT)]
+        if with_subgraph:  # an If branch reads the int64 index from the outer scope
+            branch = helper.make_graph([helper.make_node("Add", ["i2", "two"], ["b"])], "branch", [],
+                                       [helper.make_tensor_value_info("b", TensorProto.INT64, None)])
+            nodes.append(helper.make_node("If", ["cond"], ["picked"], then_branch=branch, else_branch=branch))
+            outputs.append(("picked", TensorProto.INT64))
+        extra = [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])] if with_subgraph else []
+        return _tiny_graph(nodes, [("where", [4]), ("data", [8])], outputs,
+                           [numpy_helper.from_array(np.array(2, np.int64), "two")], extra)
+
+    narrow = int32_index_graph(index_chain())
+    assert narrow is not None and narrow.graph.node[0].attribute[0].i == TensorProto.INT32
+    assert int32_index_graph(index_chain(with_subgraph=True)) is None
+    import onnxruntime as ort
+
+    feeds = {"where": np.array([3, 0, 1, 2], np.float32), "data": np.arange(8, dtype=np.float32) * 10}
+    got = ort.InferenceSession(narrow.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert got[0].tolist() == [60, 0, 20, 40]
+
+
 def test_provider_resolution_and_options(tmp_path):
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert resolve_providers("auto", available=gpu) == gpu

@@ -82,8 +82,8 @@ def benchmark_runner(runner, camera_size: tuple[int, int], intervals=(1, 2, 5, 1
     """Measure key / non-key latency and pipeline FPS per key interval."""
     from mpvss_ros.runtime.preprocess import resize_image
 
-    progress(f"rendering {max(pipeline_frames, 2)} street frames at {camera_size[0]}x{camera_size[1]}")
-    frames = street_frames(camera_size, max(pipeline_frames, 2))
+    progress(f"rendering {max(pipeline_frames, PROPAGATED + 1)} street frames at {camera_size[0]}x{camera_size[1]}")
+    frames = street_frames(camera_size, max(pipeline_frames, PROPAGATED + 1))
     # Key and non-key frames are timed in rounds shaped like a k=5 stretch of the stream (a key
     # frame, then four frames propagated from it), whole frames and graphs alone interleaved: a
     # slow spell of a shared machine then lands on both kinds instead of skewing their ratio.

@@ -76,10 +76,15 @@ def host_postprocess_graph(model):
     return pruned
 
 
+def _has_subgraphs(graph) -> bool:
+    return any(a.HasField("g") or len(a.graphs) for n in graph.node for a in n.attribute)
+
+
 def _constant_values(graph) -> dict:
     from onnx import numpy_helper
 
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    fed = {v.name for v in graph.input}  # an initializer listed as an input can be overridden
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name not in fed}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
@@ -91,13 +96,18 @@ def _is_exact_halving(node, graph, constants: dict) -> bool:
     import onnx
 
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    half_pixel = attrs.get("coordinate_transformation_mode", b"half_pixel") in (b"half_pixel", b"pytorch_half_pixel")
-    if attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0) or not half_pixel \
+    mode = attrs.get("coordinate_transformation_mode", b"half_pixel")
+    if attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0) \
+            or mode not in (b"half_pixel", b"pytorch_half_pixel") \
             or attrs.get("axes") or attrs.get("keep_aspect_ratio_policy", b"stretch") != b"stretch":
         return False
     image = next((i for i in graph.input if i.name == IMAGE), None)
-    dims = [d.dim_value for d in image.type.tensor_type.shape.dim] if image is not None else []
+    if image is None or image.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:  # the host makes float32
+        return False
+    dims = [d.dim_value for d in image.type.tensor_type.shape.dim]
     if len(dims) != 4 or not all(dims) or dims[2] % 2 or dims[3] % 2:
+        return False
+    if mode == b"pytorch_half_pixel" and min(dims[2], dims[3]) < 4:  # it samples 0, not a mean, for a length of 1
         return False
     half = [dims[0], dims[1], dims[2] // 2, dims[3] // 2]
     inputs = list(node.input) + [""] * (4 - len(node.input))
@@ -117,17 +127,17 @@ def host_half_image_graph(model):
     import onnx
 
     g = model.graph
+    if _has_subgraphs(g):  # names read from inside If/Loop/Scan bodies are not followed here
+        return None
     constants = _constant_values(g)
-    halvings = [n for n in g.node if n.op_type == "Resize" and n.input and n.input[0] == IMAGE
-                and _is_exact_halving(n, g, constants)]
-    if not halvings or any(i.name == HALF_IMAGE for i in g.input):
+    halving_at = {i for i, n in enumerate(g.node) if n.op_type == "Resize" and n.input and n.input[0] == IMAGE
+                  and _is_exact_halving(n, g, constants)}  # positions: node names may be empty
+    if not halving_at or any(i.name == HALF_IMAGE for i in g.input):
         return None
     out = onnx.ModelProto()
     out.CopyFrom(model)
     og = out.graph
-    replaced = {n.output[0] for n in halvings}
-    halving_at = {i for i, n in enumerate(g.node) if n.op_type == "Resize" and n.input and n.input[0] == IMAGE
-                  and _is_exact_halving(n, g, constants)}  # positions: node names may be empty
+    replaced = {g.node[i].output[0] for i in halving_at}
     kept = [n for i, n in enumerate(og.node) if i not in halving_at]
     for node in kept:
         for k, name in enumerate(node.input):
@@ -170,6 +180,8 @@ def int32_index_graph(model):
     from onnx import TensorProto, numpy_helper
 
     g = model.graph
+    if _has_subgraphs(g):  # names read from inside If/Loop/Scan bodies are not followed here
+        return None
     # nodes are kept by position (the copy below has the same order): names may be empty
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(g.node):
@@ -177,7 +189,8 @@ def int32_index_graph(model):
             consumers.setdefault(name, []).append(i)
     starts = {i for i, n in enumerate(g.node) if n.op_type == "Cast"
               and any(a.name == "to" and a.i == TensorProto.INT64 for a in n.attribute)}
-    inits = {t.name: t for t in g.initializer}
+    fed = {v.name for v in g.input}  # an initializer listed as an input can be overridden: not a constant
+    inits = {t.name: t for t in g.initializer if t.name not in fed}
     values = {o for i in starts for o in g.node[i].output}
     chain, stack = set(), list(values)
     while stack:

@@ -84,7 +84,7 @@ class UpsampledScores:
         # contiguous planes (a per-pixel reduction over a short last axis is several times slower).
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         arg, self._best = _argmax_max(scores)
-        self._scores = scores  # the sum over classes only when confidence is read
+        self._total = scores.sum(axis=0)  # now: the caller may reuse its buffer before confidence is read
         o = s // 2
         # Outputs are built block-major on the padded block grid: block (i, j) of (h+1, w+1)
         # covers output pixels (s*i - s + o + y, s*j - s + o + x), y, x < s; the image is a crop.
@@ -130,7 +130,7 @@ class UpsampledScores:
             # Uniform blocks: two 1-channel resizes (cv2 uses the same half-pixel convention and
             # edge clamping as torch's bilinear, align_corners=False).
             big[self._crop] = cv2.resize(self._best, (W, H), interpolation=cv2.INTER_LINEAR) / \
-                np.maximum(cv2.resize(self._scores.sum(axis=0), (W, H), interpolation=cv2.INTER_LINEAR), self.eps)
+                np.maximum(cv2.resize(self._total, (W, H), interpolation=cv2.INTER_LINEAR), self.eps)
             if len(self._bi):
                 big.reshape(self._blocks)[self._bi, :, self._bj, :] = self._mixed_share(s)
             self._confidence = big[self._crop].copy()
