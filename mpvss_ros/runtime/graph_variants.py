@@ -132,20 +132,18 @@ def host_half_image_graph(model):
     constants = _constant_values(g)
     halving_at = {i for i, n in enumerate(g.node) if n.op_type == "Resize" and n.input and n.input[0] == IMAGE
                   and _is_exact_halving(n, g, constants)}  # positions: node names may be empty
-    if not halving_at or any(i.name == HALF_IMAGE for i in g.input):
+    replaced = {g.node[i].output[0] for i in halving_at}
+    if not halving_at or any(i.name == HALF_IMAGE for i in g.input) \
+            or any(o.name in replaced for o in g.output):  # a graph output cannot be renamed away
         return None
     out = onnx.ModelProto()
     out.CopyFrom(model)
     og = out.graph
-    replaced = {g.node[i].output[0] for i in halving_at}
     kept = [n for i, n in enumerate(og.node) if i not in halving_at]
     for node in kept:
         for k, name in enumerate(node.input):
             if name in replaced:
                 node.input[k] = HALF_IMAGE
-    for o in og.output:
-        if o.name in replaced:  # a graph output cannot be renamed away; keep the graph as it is
-            return None
     del og.node[:]
     og.node.extend(kept)
     live_vi = [v for v in og.value_info if v.name not in replaced]
@@ -189,8 +187,7 @@ def int32_index_graph(model):
             consumers.setdefault(name, []).append(i)
     starts = {i for i, n in enumerate(g.node) if n.op_type == "Cast"
               and any(a.name == "to" and a.i == TensorProto.INT64 for a in n.attribute)}
-    fed = {v.name for v in g.input}  # an initializer listed as an input can be overridden: not a constant
-    inits = {t.name: t for t in g.initializer if t.name not in fed}
+    constants = _constant_values(g)
     values = {o for i in starts for o in g.node[i].output}
     chain, stack = set(), list(values)
     while stack:
@@ -208,7 +205,7 @@ def int32_index_graph(model):
                     stack.append(o)
     arithmetic = [i for i in chain if g.node[i].op_type in _INDEX_ARITHMETIC]
     # an arithmetic node's other operand: a converted value or an int64 constant
-    if any(n not in values and not (n in inits and inits[n].data_type == TensorProto.INT64)
+    if any(n not in values and not (n in constants and constants[n].dtype == np.int64)
            for i in arithmetic for n in g.node[i].input):
         return None
     if not starts or any(o.name in values for o in g.output):
@@ -226,7 +223,7 @@ def int32_index_graph(model):
             if name in values:
                 continue
             if name not in converted:
-                array = numpy_helper.to_array(inits[name])
+                array = constants[name]
                 if np.abs(array).max(initial=0) >= 2 ** 31:
                     return None
                 new = name + "_int32"

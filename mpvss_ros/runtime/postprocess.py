@@ -84,7 +84,7 @@ class UpsampledScores:
         # contiguous planes (a per-pixel reduction over a short last axis is several times slower).
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         arg, self._best = _argmax_max(scores)
-        self._total = scores.sum(axis=0)  # now: the caller may reuse its buffer before confidence is read
+        self._total = scores.sum(axis=0)  # not lazily: the caller may reuse its buffer before then
         o = s // 2
         # Outputs are built block-major on the padded block grid: block (i, j) of (h+1, w+1)
         # covers output pixels (s*i - s + o + y, s*j - s + o + x), y, x < s; the image is a crop.
