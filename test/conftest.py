@@ -67,11 +67,21 @@ def ros_domain():
             os.environ[k] = v
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # the old-style wrapper: pytest 7 (Ubuntu 24.04) too
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, for fixtures that act on a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def spawn(tmp_path):
+def spawn(tmp_path, request):
     """spawn(args, name=...) starts a subprocess (stdout+stderr to a log file under tmp_path)
     and returns it; every process started is interrupted, then killed, at teardown.
-    ``proc.log_text()`` returns what it printed so far."""
+    ``proc.log_text()`` returns what it printed so far. When the test failed, the end of each
+    process's log is printed at teardown, so that an intermittent failure in CI shows what the
+    node was doing."""
     started: list[subprocess.Popen] = []
 
     def start(args: list[str], name: str = "proc", env: dict | None = None) -> subprocess.Popen:
@@ -85,6 +95,12 @@ def spawn(tmp_path):
         return proc
 
     yield start
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for proc in started:
+            tail = proc.log_text().splitlines()[-40:]
+            print(f"--- last {len(tail)} lines of {' '.join(map(str, proc.args))[:200]} "
+                  f"(pid {proc.pid}, exit {proc.poll()}):", *tail, sep="\n")
     for proc in started:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)

@@ -28,9 +28,6 @@ def run(args: list[str] | None = None, *, autostart: bool = False,
     load = node.model_load
     code = _spin(node, autostart)
     del node  # a destroyed node holds its context's DDS participant until it is collected
-    if load.abandoned():
-        rclpy.logging.get_logger(NODE_NAME).info(
-            "shutdown requested while the model was loading: exiting without waiting for it")
     load.exit_if_abandoned(code)
     return code
 
@@ -65,6 +62,11 @@ def _spin(node: SegmenterNode, autostart: bool) -> int:
         if rclpy.ok():
             raise
     finally:
+        # Said before rclpy.shutdown: that closes the ROS log file (SIGINT raises
+        # KeyboardInterrupt here before rclpy's signal thread has shut the context down).
+        if node.model_load.abandoned():
+            rclpy.logging.get_logger(NODE_NAME).info(
+                "shutdown requested while the model was loading: exiting without waiting for it")
         node.release_all()
         node.destroy_node()
         if rclpy.ok():
