@@ -27,6 +27,22 @@ def test_model_directory_contents(model_dir):
         assert key in info
 
 
+@pytest.mark.parametrize("directory", ["exported", "shipped"])
+def test_graphs_carry_no_exporter_debug_metadata(model_dir, directory):
+    """The dynamo exporter tags every node with a Python stack trace and FX text naming the
+    exporting machine's paths; export drops them (a quarter of the segmentor file)."""
+    import onnx
+    from pathlib import Path
+
+    folder = model_dir if directory == "exported" else Path(__file__).resolve().parents[1] / "models" / "default"
+    for name in ("segmentor.onnx", "flow.onnx"):
+        raw = (folder / name).read_bytes()
+        model = onnx.load_model_from_string(raw)
+        assert len(model.graph.node) > 50
+        assert [n.name for n in model.graph.node if len(n.metadata_props)] == []
+        assert b"stack_trace" not in raw and b"mpvss_ros/model/" not in raw and b"site-packages" not in raw
+
+
 def test_onnx_graphs_match_torch(model_dir):
     import onnxruntime as ort
 
