@@ -45,20 +45,15 @@ def _export(module, args, path: Path, input_names, output_names) -> None:
     program.save(str(path), external_data=False)
 
 
-def strip_node_metadata(model) -> int:
+def strip_node_metadata(model) -> None:
     """Drop the exporter's per-node debug metadata (Python stack traces and FX node text, with
-    the exporting machine's file paths) from an onnx_ir model; returns how many nodes had some.
+    the exporting machine's file paths) from an onnx_ir model.
 
     It is a quarter of the segmentor file and nothing reads it; the computation is untouched.
     """
-    graphs = [model.graph, *model.functions.values()]
-    stripped = 0
-    for graph in graphs:
+    for graph in (model.graph, *model.functions.values()):
         for node in graph.all_nodes():  # subgraphs included
-            if node.metadata_props:
-                node.metadata_props.clear()
-                stripped += 1
-    return stripped
+            node.metadata_props.clear()
 
 
 def export_model(model: MPVSS, out_dir: str | Path, size: tuple[int, int] | None = None,
